@@ -1,0 +1,56 @@
+/* Fast 64-bit non-cryptographic hashing used for reputation keys, fingerprints and checksums.
+ * Not for anything an attacker must not be able to collide on purpose: keys are salted with a
+ * per-process seed where that matters (see reputation.h). */
+#ifndef SW_MATCHER_HASH_H
+#define SW_MATCHER_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+static inline uint64_t sw_hash_mix(uint64_t h)
+{
+    /* murmur3 fmix64 */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static inline uint64_t sw_hash_rotl(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+/* Hashes len bytes of p with a seed. Reads 8 bytes at a time; never reads past p + len. */
+static inline uint64_t sw_hash64(const void *p, size_t len, uint64_t seed)
+{
+    const unsigned char *s = p;
+    uint64_t h = seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(len + 1));
+    while (len >= 8) {
+        uint64_t k;
+        memcpy(&k, s, 8);
+        k *= 0x87c37b91114253d5ULL;
+        k = sw_hash_rotl(k, 31);
+        k *= 0x4cf5ad432745937fULL;
+        h ^= k;
+        h = sw_hash_rotl(h, 27) * 5 + 0x52dce729;
+        s += 8;
+        len -= 8;
+    }
+    uint64_t t = 0;
+    memcpy(&t, s, len);
+    t *= 0x87c37b91114253d5ULL;
+    h ^= sw_hash_rotl(t, 31) * 0x4cf5ad432745937fULL;
+    return sw_hash_mix(h);
+}
+
+/* Combines two hashes into one key (order matters). */
+static inline uint64_t sw_hash_combine(uint64_t a, uint64_t b)
+{
+    return sw_hash_mix(a ^ sw_hash_rotl(b, 29) ^ 0x2545f4914f6cdd1dULL);
+}
+
+#endif

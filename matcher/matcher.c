@@ -1,0 +1,601 @@
+/* The classification pipeline (see matcher.h for the data flow).
+ *
+ * Per message the work is: one normalisation pass, one Hyperscan scan of the body, one URL
+ * pass, a few short scans (each URL, each host, the sender and its domain) only when the
+ * database has patterns for that target, one fingerprint, and one reputation observation.
+ * Matches are deduplicated with a per-rule generation stamp so that nothing is cleared per
+ * message: the cost never depends on the number of rules, only on the number of hits. */
+#include "matcher/matcher.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "matcher/hash.h"
+#include "matcher/text.h"
+#include "matcher/url.h"
+
+/* Hard ceilings for the configurable bounds, so a config typo cannot ask for gigabytes. */
+#define MATCHER_MAX_URLS_CEIL 64
+#define MATCHER_MAX_TEXT_CEIL (16u << 20)
+#define MATCHER_URL_ARENA_CEIL (1u << 20)
+/* Longest address we scan or hash (RFC 7622 caps a JID at 3 x 1023 bytes plus separators). */
+#define MATCHER_ADDR_MAX 3072
+/* Distinct hits kept per message; more are still scored (see struct verdict). */
+#define MATCHER_MAX_HITS 64
+
+struct matcher {
+    atomic_int refs;
+    uint64_t serial; /* unique per instance, so a ctx never trusts a recycled pointer */
+    struct hsdb *db;
+    const struct ruleset *rs;
+    unsigned targets;
+    uint64_t salt;
+    struct matcher_config cfg;
+};
+
+struct hit {
+    unsigned id;
+    const char *detail; /* host or domain the hit was on; NULL for body/sender rules */
+    uint32_t detail_len;
+};
+
+struct matcher_ctx {
+    hs_scratch_t *scratch;
+    uint64_t serial; /* of the matcher the scratch and stamps were prepared for */
+    uint32_t *stamp; /* per rule: the generation it last hit in */
+    size_t stamp_cap;
+    uint32_t gen;
+
+    char *norm;
+    size_t norm_cap;
+    struct url_set *urls;
+    unsigned urls_max;
+    size_t urls_arena;
+    char addr[MATCHER_ADDR_MAX];
+    char rcpt[MATCHER_ADDR_MAX];
+
+    /* state of the scan in progress, read by on_match() */
+    const struct ruleset *rs;
+    enum rule_target target;
+    const char *field;
+    uint32_t field_len;
+    struct hit hits[MATCHER_MAX_HITS];
+    unsigned n_hits;
+    unsigned hits_dropped;
+    double dropped_score;
+};
+
+static atomic_uint_fast64_t matcher_serial_next = 1;
+
+void matcher_config_defaults(struct matcher_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->tag_threshold = 5;
+    cfg->drop_threshold = 10;
+    cfg->max_urls = 16;
+    cfg->max_text = 65536;
+    cfg->url_arena = 8192;
+    cfg->score_domain_block = 10;
+    cfg->score_domain_allow = -2;
+    cfg->score_sender_block = 20;
+    cfg->score_sender_allow = -20;
+    cfg->score_shortener = 1.5;
+    cfg->score_obfuscated_link = 5;
+    cfg->score_ip_link = 3;
+    cfg->score_userinfo_link = 4;
+    cfg->score_stranger = 2;
+    cfg->reputation = true;
+    rep_config_defaults(&cfg->rep);
+    cfg->spread_min_urls = 1;
+    cfg->spread_min_len = 0;
+    cfg->fanout_threshold = 5;
+    cfg->score_fanout = 10;
+    cfg->campaign_threshold = 10;
+    cfg->score_campaign = 6;
+    cfg->rate_threshold = 30;
+    cfg->score_rate = 3;
+    cfg->bad_domain_threshold = 2;
+    cfg->score_bad_domain = 4;
+    cfg->bad_sender_threshold = 3;
+    cfg->score_bad_sender = 3;
+    cfg->quarantine_ms = 3600u * 1000u;
+    cfg->score_quarantined = 100;
+}
+
+int matcher_config_check(const struct matcher_config *cfg, struct sw_err *err)
+{
+    if (!isfinite(cfg->tag_threshold) || !isfinite(cfg->drop_threshold))
+        return sw_err_set(err, "matcher: thresholds must be finite numbers");
+    if (cfg->tag_threshold > cfg->drop_threshold)
+        return sw_err_set(err, "matcher: tag_threshold (%g) must not exceed drop_threshold (%g)",
+                          cfg->tag_threshold, cfg->drop_threshold);
+    if (cfg->max_urls == 0 || cfg->max_urls > MATCHER_MAX_URLS_CEIL)
+        return sw_err_set(err, "matcher: max_urls must be 1..%d (got %u)",
+                          MATCHER_MAX_URLS_CEIL, cfg->max_urls);
+    if (cfg->max_text < 64 || cfg->max_text > MATCHER_MAX_TEXT_CEIL)
+        return sw_err_set(err, "matcher: max_text must be 64..%u bytes (got %zu)",
+                          MATCHER_MAX_TEXT_CEIL, cfg->max_text);
+    if (cfg->url_arena < 256 || cfg->url_arena > MATCHER_URL_ARENA_CEIL)
+        return sw_err_set(err, "matcher: url_arena must be 256..%u bytes (got %zu)",
+                          MATCHER_URL_ARENA_CEIL, cfg->url_arena);
+    if (cfg->reputation) {
+        if (cfg->fanout_threshold < 2)
+            return sw_err_set(err, "matcher: fanout_threshold must be >= 2 (got %u)",
+                              cfg->fanout_threshold);
+        if (cfg->campaign_threshold < 2)
+            return sw_err_set(err, "matcher: campaign_threshold must be >= 2 (got %u)",
+                              cfg->campaign_threshold);
+        if (!(cfg->rate_threshold > 0) || !(cfg->bad_domain_threshold > 0) ||
+            !(cfg->bad_sender_threshold > 0))
+            return sw_err_set(err, "matcher: rate, bad-domain and bad-sender thresholds must "
+                                   "be positive");
+    }
+    const double scores[] = {cfg->score_domain_block, cfg->score_domain_allow,
+                             cfg->score_sender_block, cfg->score_sender_allow,
+                             cfg->score_shortener, cfg->score_obfuscated_link,
+                             cfg->score_ip_link, cfg->score_userinfo_link, cfg->score_stranger,
+                             cfg->score_fanout, cfg->score_campaign, cfg->score_rate,
+                             cfg->score_bad_domain, cfg->score_bad_sender,
+                             cfg->score_quarantined};
+    for (size_t i = 0; i < sizeof(scores) / sizeof(scores[0]); i++) {
+        if (!isfinite(scores[i]) || fabs(scores[i]) > 1000)
+            return sw_err_set(err, "matcher: scores must be finite and within -1000..1000");
+    }
+    return SW_OK;
+}
+
+struct matcher *matcher_new(struct hsdb *db, const struct matcher_config *cfg,
+                            struct sw_err *err)
+{
+    struct matcher *m = NULL;
+
+    if (matcher_config_check(cfg, err) != SW_OK)
+        return NULL;
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        sw_err_set(err, "matcher: out of memory");
+        return NULL;
+    }
+    atomic_init(&m->refs, 1);
+    m->serial = atomic_fetch_add(&matcher_serial_next, 1);
+    m->db = hsdb_ref(db);
+    m->rs = hsdb_ruleset(db);
+    m->targets = hsdb_targets(db);
+    m->cfg = *cfg;
+    /* Keys are salted so that nobody can aim hash collisions at another user's counters. */
+    if (getrandom(&m->salt, sizeof(m->salt), GRND_NONBLOCK) != (ssize_t)sizeof(m->salt))
+        m->salt = sw_hash_mix((uint64_t)(uintptr_t)m ^ (uint64_t)time(NULL));
+    return m;
+}
+
+struct matcher *matcher_ref(struct matcher *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+void matcher_unref(struct matcher *m)
+{
+    if (m == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    hsdb_unref(m->db);
+    free(m);
+}
+
+const struct matcher_config *matcher_get_config(const struct matcher *m)
+{
+    return &m->cfg;
+}
+
+const struct hsdb *matcher_db(const struct matcher *m)
+{
+    return m->db;
+}
+
+struct matcher_ctx *matcher_ctx_new(void)
+{
+    return calloc(1, sizeof(struct matcher_ctx));
+}
+
+void matcher_ctx_free(struct matcher_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    if (ctx->scratch != NULL)
+        hs_free_scratch(ctx->scratch);
+    free(ctx->stamp);
+    free(ctx->norm);
+    url_set_free(ctx->urls);
+    free(ctx);
+}
+
+const char *verdict_action_name(enum verdict_action a)
+{
+    switch (a) {
+    case VERDICT_PASS:
+        return "pass";
+    case VERDICT_TAG:
+        return "tag";
+    case VERDICT_DROP:
+        return "drop";
+    }
+    return "unknown";
+}
+
+/* Brings ctx in line with m: scratch for m's database, a stamp per rule, buffers sized to m's
+ * bounds. Cheap when nothing changed (one comparison). */
+static int ctx_prepare(struct matcher_ctx *ctx, const struct matcher *m, struct sw_err *err)
+{
+    if (ctx->serial == m->serial)
+        return SW_OK;
+
+    if (hsdb_alloc_scratch(m->db, &ctx->scratch, err) != SW_OK)
+        return SW_ERROR;
+    if (m->rs->n > ctx->stamp_cap) {
+        uint32_t *s = calloc(m->rs->n, sizeof(*s));
+        if (s == NULL)
+            return sw_err_set(err, "matcher: out of memory");
+        free(ctx->stamp);
+        ctx->stamp = s;
+        ctx->stamp_cap = m->rs->n;
+    } else if (ctx->stamp_cap > 0) {
+        memset(ctx->stamp, 0, ctx->stamp_cap * sizeof(*ctx->stamp));
+    }
+    ctx->gen = 0;
+    if (m->cfg.max_text > ctx->norm_cap) {
+        char *n = malloc(m->cfg.max_text);
+        if (n == NULL)
+            return sw_err_set(err, "matcher: out of memory");
+        free(ctx->norm);
+        ctx->norm = n;
+        ctx->norm_cap = m->cfg.max_text;
+    }
+    if (ctx->urls == NULL || ctx->urls_max != m->cfg.max_urls ||
+        ctx->urls_arena != m->cfg.url_arena) {
+        struct url_set *u = url_set_new(m->cfg.max_urls, m->cfg.url_arena);
+        if (u == NULL)
+            return sw_err_set(err, "matcher: out of memory");
+        url_set_free(ctx->urls);
+        ctx->urls = u;
+        ctx->urls_max = m->cfg.max_urls;
+        ctx->urls_arena = m->cfg.url_arena;
+    }
+    ctx->serial = m->serial;
+    return SW_OK;
+}
+
+static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
+                    unsigned int flags, void *arg)
+{
+    struct matcher_ctx *ctx = arg;
+    const struct rule *r = &ctx->rs->rules[id];
+
+    (void)from;
+    (void)to;
+    (void)flags;
+    if (r->target != ctx->target || ctx->stamp[id] == ctx->gen)
+        return 0;
+    ctx->stamp[id] = ctx->gen;
+    if (ctx->n_hits == MATCHER_MAX_HITS) {
+        ctx->hits_dropped++;
+        if (r->kind == RULE_KIND_RULE)
+            ctx->dropped_score += r->score;
+        return 0;
+    }
+    struct hit *h = &ctx->hits[ctx->n_hits++];
+    h->id = id;
+    h->detail = (ctx->target == RULE_URL || ctx->target == RULE_DOMAIN) ? ctx->field : NULL;
+    h->detail_len = ctx->field_len;
+    return 0;
+}
+
+static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rule_target target,
+                      const char *s, size_t len, struct sw_err *err)
+{
+    if (!(m->targets & (1u << target)) || len == 0)
+        return SW_OK;
+    ctx->target = target;
+    ctx->field = s;
+    ctx->field_len = (uint32_t)len;
+    hs_error_t rc = hs_scan(hsdb_handle(m->db), s, (unsigned int)len, 0, ctx->scratch, on_match,
+                            ctx);
+    if (rc != HS_SUCCESS)
+        return sw_err_set(err, "matcher: hs_scan failed (%d)", (int)rc);
+    return SW_OK;
+}
+
+/* Copies an address lower-cased (ASCII) into dst, bounded; returns its length. */
+static size_t addr_fold(char *dst, const char *src, size_t len)
+{
+    if (src == NULL)
+        return 0;
+    if (len > MATCHER_ADDR_MAX)
+        len = MATCHER_ADDR_MAX;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    return len;
+}
+
+static void add_reason(struct verdict *v, const char *id, double score, const char *detail,
+                       size_t detail_len)
+{
+    v->score += score;
+    if (v->n_reasons == VERDICT_MAX_REASONS) {
+        v->reasons_dropped++;
+        return;
+    }
+    struct verdict_reason *r = &v->reasons[v->n_reasons++];
+    r->id = id;
+    r->score = score;
+    if (detail_len >= sizeof(r->detail))
+        detail_len = sizeof(r->detail) - 1;
+    if (detail_len > 0)
+        memcpy(r->detail, detail, detail_len);
+    r->detail[detail_len] = '\0';
+}
+
+static void add_reason_count(struct verdict *v, const char *id, double score, double count)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%.0f", count);
+    add_reason(v, id, score, buf, n > 0 ? (size_t)n : 0);
+}
+
+static double list_score(const struct matcher_config *cfg, enum rule_kind kind)
+{
+    switch (kind) {
+    case RULE_KIND_DOMAIN_BLOCK:
+        return cfg->score_domain_block;
+    case RULE_KIND_DOMAIN_ALLOW:
+        return cfg->score_domain_allow;
+    case RULE_KIND_SENDER_BLOCK:
+        return cfg->score_sender_block;
+    case RULE_KIND_SENDER_ALLOW:
+        return cfg->score_sender_allow;
+    case RULE_KIND_SHORTENER:
+        return cfg->score_shortener;
+    case RULE_KIND_RULE:
+    case RULE_KIND_COUNT:
+        break;
+    }
+    return 0;
+}
+
+/* Turns the collected hits into reasons: rules in database order, then one reason per list
+ * kind (the first entry that hit names it). */
+static void score_hits(struct matcher_ctx *ctx, const struct matcher *m, struct verdict *v)
+{
+    /* insertion sort: a handful of hits per message */
+    for (unsigned i = 1; i < ctx->n_hits; i++) {
+        struct hit h = ctx->hits[i];
+        unsigned j = i;
+        while (j > 0 && ctx->hits[j - 1].id > h.id) {
+            ctx->hits[j] = ctx->hits[j - 1];
+            j--;
+        }
+        ctx->hits[j] = h;
+    }
+    bool kind_seen[RULE_KIND_COUNT] = {false};
+    for (unsigned i = 0; i < ctx->n_hits; i++) {
+        const struct rule *r = &m->rs->rules[ctx->hits[i].id];
+        if (r->kind != RULE_KIND_RULE)
+            continue;
+        add_reason(v, r->id, r->score, NULL, 0);
+    }
+    for (unsigned i = 0; i < ctx->n_hits; i++) {
+        const struct rule *r = &m->rs->rules[ctx->hits[i].id];
+        if (r->kind == RULE_KIND_RULE || kind_seen[r->kind])
+            continue;
+        kind_seen[r->kind] = true;
+        const char *d = ctx->hits[i].detail;
+        size_t dl = ctx->hits[i].detail_len;
+        if (d == NULL && r->entry != NULL) {
+            d = r->entry;
+            dl = strlen(r->entry);
+        }
+        add_reason(v, rule_kind_reason(r->kind), list_score(&m->cfg, r->kind), d, d ? dl : 0);
+    }
+    if (ctx->hits_dropped > 0)
+        v->score += ctx->dropped_score;
+}
+
+static void content_signals(const struct matcher *m, const struct url_set *urls,
+                            const struct text_norm *tn, unsigned msg_flags, struct verdict *v)
+{
+    const struct matcher_config *cfg = &m->cfg;
+    if (urls->n == 0)
+        return;
+    const char *obf = NULL;
+    unsigned any = 0;
+    for (unsigned i = 0; i < urls->n; i++)
+        any |= urls->items[i].flags;
+    if (any & URL_F_DEFANGED)
+        obf = "defanged-scheme";
+    else if (any & URL_F_DOT_WORD)
+        obf = "dot-word";
+    else if (tn->flags & TEXT_F_ZERO_WIDTH)
+        obf = "zero-width";
+    else if (tn->flags & (TEXT_F_FULLWIDTH | TEXT_F_MATH_ALNUM))
+        obf = "full-width";
+    else if (tn->flags & TEXT_F_CONFUSABLE)
+        obf = "look-alike";
+    if (obf != NULL && cfg->score_obfuscated_link != 0)
+        add_reason(v, "OBFUSCATED_LINK", cfg->score_obfuscated_link, obf, strlen(obf));
+    for (unsigned i = 0; i < urls->n; i++) {
+        if ((urls->items[i].flags & URL_F_IP_HOST) && cfg->score_ip_link != 0) {
+            add_reason(v, "IP_LINK", cfg->score_ip_link, urls->items[i].host,
+                       urls->items[i].host_len);
+            break;
+        }
+    }
+    for (unsigned i = 0; i < urls->n; i++) {
+        if ((urls->items[i].flags & URL_F_USERINFO) && cfg->score_userinfo_link != 0) {
+            add_reason(v, "USERINFO_LINK", cfg->score_userinfo_link, urls->items[i].host,
+                       urls->items[i].host_len);
+            break;
+        }
+    }
+    if ((msg_flags & MATCHER_F_STRANGER) && cfg->score_stranger != 0)
+        add_reason(v, "STRANGER_LINK", cfg->score_stranger, NULL, 0);
+}
+
+static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, struct rep *rep,
+                              const struct matcher_msg *msg, size_t sender_len,
+                              size_t folded_len, struct rep_msg *rm, struct verdict *v)
+{
+    const struct matcher_config *cfg = &m->cfg;
+    const struct url_set *urls = ctx->urls;
+    struct rep_signals sig;
+
+    memset(rm, 0, sizeof(*rm));
+    rm->now_ms = msg->now_ms;
+    if (sender_len > 0)
+        rm->sender = sw_hash64(ctx->addr, sender_len, m->salt ^ 0x5e);
+    size_t rl = addr_fold(ctx->rcpt, msg->recipient, msg->recipient_len);
+    if (rl > 0)
+        rm->recipient = sw_hash64(ctx->rcpt, rl, m->salt ^ 0x7e);
+    if (msg->ip != NULL && msg->ip_len > 0)
+        rm->ip = sw_hash64(msg->ip, msg->ip_len, m->salt ^ 0x1b);
+    if (urls->n >= cfg->spread_min_urls && folded_len >= cfg->spread_min_len)
+        rm->fingerprint = v->fingerprint ^ m->salt;
+    for (unsigned i = 0; i < urls->n && rm->n_domains < REP_MAX_DOMAINS; i++) {
+        uint64_t h = sw_hash64(urls->items[i].domain, urls->items[i].domain_len, m->salt ^ 0xd0);
+        bool dup = false;
+        for (unsigned j = 0; j < rm->n_domains; j++)
+            dup |= rm->domains[j] == h;
+        if (!dup)
+            rm->domains[rm->n_domains++] = h;
+    }
+    if (rm->fingerprint == 0 && rm->sender == 0 && rm->ip == 0 && rm->n_domains == 0)
+        return;
+
+    rep_observe(rep, rm, &sig);
+
+    if (sig.quarantined)
+        add_reason(v, "QUARANTINED", cfg->score_quarantined, NULL, 0);
+    if (rm->fingerprint != 0 && sig.fanout >= cfg->fanout_threshold) {
+        add_reason_count(v, "REP_FANOUT", cfg->score_fanout, sig.fanout);
+        if (cfg->quarantine_ms > 0 && rm->sender != 0 && !sig.quarantined) {
+            rep_quarantine(rep, rm->sender, msg->now_ms, cfg->quarantine_ms);
+            v->quarantine_started = true;
+        }
+    }
+    if (rm->fingerprint != 0 && sig.campaign >= cfg->campaign_threshold)
+        add_reason_count(v, "REP_CAMPAIGN", cfg->score_campaign, sig.campaign);
+    if (rm->sender != 0 && sig.sender_rate >= cfg->rate_threshold)
+        add_reason_count(v, "REP_RATE", cfg->score_rate, sig.sender_rate);
+    if (rm->n_domains > 0 && sig.domain_spam >= cfg->bad_domain_threshold) {
+        /* name the domain: find the URL whose domain hash is the flagged one */
+        const char *d = NULL;
+        size_t dl = 0;
+        uint64_t want = rm->domains[sig.domain_spam_idx < rm->n_domains ? sig.domain_spam_idx : 0];
+        for (unsigned i = 0; i < urls->n; i++) {
+            if (sw_hash64(urls->items[i].domain, urls->items[i].domain_len, m->salt ^ 0xd0) ==
+                want) {
+                d = urls->items[i].domain;
+                dl = urls->items[i].domain_len;
+                break;
+            }
+        }
+        add_reason(v, "REP_BAD_DOMAIN", cfg->score_bad_domain, d, dl);
+    }
+    if (rm->sender != 0 && sig.sender_spam >= cfg->bad_sender_threshold)
+        add_reason_count(v, "REP_BAD_SENDER", cfg->score_bad_sender, sig.sender_spam);
+    if (rm->ip != 0 && sig.ip_spam >= cfg->bad_sender_threshold)
+        add_reason_count(v, "REP_BAD_IP", cfg->score_bad_sender, sig.ip_spam);
+}
+
+int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct rep *rep,
+                     const struct matcher_msg *msg, struct verdict *out, struct sw_err *err)
+{
+    const struct matcher_config *cfg = &m->cfg;
+    struct text_norm tn = {0};
+    size_t folded_len = 0;
+
+    out->action = VERDICT_PASS;
+    out->score = 0;
+    out->n_reasons = 0;
+    out->reasons_dropped = 0;
+    out->fingerprint = 0;
+    out->n_urls = 0;
+    out->quarantine_started = false;
+
+    if (ctx_prepare(ctx, m, err) != SW_OK)
+        return SW_ERROR;
+    ctx->rs = m->rs;
+    ctx->n_hits = 0;
+    ctx->hits_dropped = 0;
+    ctx->dropped_score = 0;
+    if (++ctx->gen == 0) {
+        /* the stamp counter wrapped: forget every stamp once every 2^32 messages */
+        memset(ctx->stamp, 0, ctx->stamp_cap * sizeof(*ctx->stamp));
+        ctx->gen = 1;
+    }
+    ctx->urls->n = 0;
+    ctx->urls->dropped = 0;
+
+    if (!(msg->flags & MATCHER_F_ENCRYPTED) && msg->body != NULL && msg->body_len > 0) {
+        size_t in_len = msg->body_len < cfg->max_text ? msg->body_len : cfg->max_text;
+        text_normalize(msg->body, in_len, ctx->norm, &tn);
+        if (scan_field(ctx, m, RULE_BODY, ctx->norm, tn.len, err) != SW_OK)
+            return SW_ERROR;
+        url_extract(ctx->norm, tn.len, ctx->urls);
+        out->n_urls = ctx->urls->n;
+
+        struct text_span spans[MATCHER_MAX_URLS_CEIL];
+        for (unsigned i = 0; i < ctx->urls->n; i++) {
+            const struct url_item *u = &ctx->urls->items[i];
+            spans[i].off = u->span_off;
+            spans[i].len = u->span_len;
+            if (scan_field(ctx, m, RULE_URL, u->url, u->url_len, err) != SW_OK ||
+                scan_field(ctx, m, RULE_DOMAIN, u->host, u->host_len, err) != SW_OK)
+                return SW_ERROR;
+        }
+        out->fingerprint = text_fingerprint(ctx->norm, tn.len, spans, ctx->urls->n, &folded_len);
+    }
+
+    size_t sender_len = addr_fold(ctx->addr, msg->sender, msg->sender_len);
+    if (sender_len > 0) {
+        if (scan_field(ctx, m, RULE_SENDER, ctx->addr, sender_len, err) != SW_OK)
+            return SW_ERROR;
+        const char *at = memchr(ctx->addr, '@', sender_len);
+        if (at != NULL) {
+            const char *dom = at + 1;
+            size_t dl = sender_len - (size_t)(dom - ctx->addr);
+            const char *slash = memchr(dom, '/', dl); /* full JID: drop the resource */
+            if (slash != NULL)
+                dl = (size_t)(slash - dom);
+            if (scan_field(ctx, m, RULE_DOMAIN, dom, dl, err) != SW_OK)
+                return SW_ERROR;
+        }
+    }
+
+    score_hits(ctx, m, out);
+    content_signals(m, ctx->urls, &tn, msg->flags, out);
+
+    struct rep_msg rm;
+    bool observed = false;
+    if (rep != NULL && cfg->reputation) {
+        behaviour_signals(ctx, m, rep, msg, sender_len, folded_len, &rm, out);
+        observed = true;
+    }
+
+    if (out->score >= cfg->drop_threshold)
+        out->action = VERDICT_DROP;
+    else if (out->score >= cfg->tag_threshold)
+        out->action = VERDICT_TAG;
+
+    /* Feedback: what we flag feeds the history of its sender, source and domains. */
+    if (observed && out->action != VERDICT_PASS)
+        rep_report_spam(rep, &rm, out->action == VERDICT_DROP ? 1.0 : 0.5);
+    return SW_OK;
+}

@@ -1,0 +1,84 @@
+/* The embedded reputation cache: time-decayed behaviour signals keyed by sender, source IP, URL
+ * domain, body fingerprint and (sender, fingerprint) pair.
+ *
+ * Shared by all worker threads (the one mutable structure besides metrics that is): the table
+ * is split into independently locked shards, each a fixed array of set-associative buckets, so
+ * memory is bounded exactly by config and every operation is O(1) (a bounded number of slots
+ * is probed; a full bucket evicts its least recently used entry). Time is always passed in,
+ * never read, so tests and offline replays control it. Keys are 64-bit hashes the caller makes
+ * (matcher.c salts them per process). */
+#ifndef SW_MATCHER_REPUTATION_H
+#define SW_MATCHER_REPUTATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocols/sw_rc.h"
+
+struct rep_config {
+    size_t max_bytes;          /* memory for the table; default 64 MiB; min 64 KiB */
+    unsigned shards;           /* rounded up to a power of two; default 64 */
+    uint32_t window_ms;        /* fan-out and campaign window; default 60 s */
+    uint32_t rate_half_life_ms;  /* decay of the message-rate counters; default 10 s */
+    uint32_t spam_half_life_ms;  /* decay of spam history (sender, IP, domain); default 6 h */
+};
+
+void rep_config_defaults(struct rep_config *cfg);
+
+struct rep;
+
+/* Allocates the whole table up front. Returns NULL with err on a bad config or ENOMEM. */
+struct rep *rep_new(const struct rep_config *cfg, struct sw_err *err);
+void rep_free(struct rep *rep);
+
+#define REP_MAX_DOMAINS 16
+
+/* One message as the cache sees it. Zero keys mean "unknown" and are skipped. */
+struct rep_msg {
+    uint64_t sender;      /* hash of the bare sender address */
+    uint64_t recipient;   /* hash of the bare recipient address */
+    uint64_t ip;          /* hash of the source address; 0 if unknown */
+    uint64_t fingerprint; /* text_fingerprint() of the body; 0 to skip fan-out and campaign */
+    uint64_t domains[REP_MAX_DOMAINS]; /* hashes of the registrable domains of its URLs */
+    unsigned n_domains;
+    uint64_t now_ms;
+};
+
+struct rep_signals {
+    uint32_t fanout;      /* distinct recipients this sender sent this fingerprint to within the
+                           * window, this message included (estimate; exact for small counts) */
+    uint32_t campaign;    /* distinct senders of this fingerprint within the window, this one
+                           * included */
+    double sender_rate;   /* decayed message count of the sender (rate half-life), this one
+                           * included */
+    double ip_rate;       /* same for the source address */
+    double sender_spam;   /* decayed count of the sender's earlier spim (spam half-life) */
+    double ip_spam;       /* same for the source address */
+    double domain_spam;   /* highest decayed spim count among the message's domains */
+    unsigned domain_spam_idx; /* index into rep_msg.domains of that domain */
+    bool quarantined;     /* the sender is in quarantine at now_ms */
+    uint64_t quarantine_until_ms;
+};
+
+/* Records msg and returns the signals as they stand with it counted. Thread-safe. */
+void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals *out);
+
+/* Feedback after a verdict of tag or drop: adds weight to the spam history of the sender, the
+ * IP and every domain of msg (bad-domain history), at msg->now_ms. Thread-safe. */
+void rep_report_spam(struct rep *rep, const struct rep_msg *msg, double weight);
+
+/* Puts sender in quarantine until now_ms + duration_ms (extends, never shortens). */
+void rep_quarantine(struct rep *rep, uint64_t sender, uint64_t now_ms, uint32_t duration_ms);
+
+struct rep_stats {
+    uint64_t capacity;  /* entries the table can hold */
+    uint64_t entries;   /* entries in use */
+    uint64_t bytes;     /* memory held by the table */
+    uint64_t hits, misses, evictions;
+};
+
+/* Totals over all shards (each shard locked in turn; a consistent-enough snapshot). */
+void rep_get_stats(struct rep *rep, struct rep_stats *out);
+
+#endif

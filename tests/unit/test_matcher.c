@@ -1,0 +1,531 @@
+/* Unit tests for the classification pipeline (matcher/matcher.c): thresholds, reasons, list
+ * hits, content signals, behaviour signals with replayed timestamps, bounds, and the default
+ * rule set against the shipped spim and ham samples. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "matcher/matcher.h"
+#include "matcher/rules.h"
+#include "proxy/ruleload.h"
+
+struct fixture {
+    struct hsdb *db;
+    struct matcher *m;
+    struct matcher_ctx *ctx;
+    struct rep *rep;
+};
+
+static const char test_rules[] =
+    "rule T_FIVE body 5 \"exactly five\"i \"scores the tag threshold exactly\"\n"
+    "rule T_FOUR body 4.99 \"almost five\"i\n"
+    "rule T_TEN body 10 \"exactly ten\"i\n"
+    "rule T_HAM body -3 \"see you at dinner\"i\n"
+    "rule T_ZIP url 6 /\\.zip$/i \"link to an archive\"\n"
+    "rule T_TAIL body 50 \"tail marker\"\n"
+    "rule T_SENDER sender 7 /^bot[0-9]+@/\n";
+
+static const char test_domain_block[] = "# example block list\nevil.example\n";
+static const char test_sender_allow[] = "boss@corp.example\n";
+
+static struct hsdb *compile_or_fail(const char *rules, const char *dblock, const char *sallow)
+{
+    struct sw_err err = {{0}};
+    struct ruleset *rs = ruleset_new(NULL);
+    assert_non_null(rs);
+    if (ruleset_parse_rules(rs, rules, strlen(rules), "test.rules", &err) != SW_OK)
+        fail_msg("parse rules: %s", err.msg);
+    if (dblock != NULL &&
+        ruleset_parse_list(rs, RULE_KIND_DOMAIN_BLOCK, dblock, strlen(dblock),
+                           "domains-block.txt", &err) != SW_OK)
+        fail_msg("parse list: %s", err.msg);
+    if (sallow != NULL &&
+        ruleset_parse_list(rs, RULE_KIND_SENDER_ALLOW, sallow, strlen(sallow),
+                           "senders-allow.txt", &err) != SW_OK)
+        fail_msg("parse list: %s", err.msg);
+    struct hsdb *db = hsdb_compile(rs, &err);
+    if (db == NULL)
+        fail_msg("compile: %s", err.msg);
+    return db;
+}
+
+static int setup_with(void **state, const struct matcher_config *cfg)
+{
+    struct sw_err err = {{0}};
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->db = compile_or_fail(test_rules, test_domain_block, test_sender_allow);
+    f->m = matcher_new(f->db, cfg, &err);
+    if (f->m == NULL)
+        fail_msg("matcher_new: %s", err.msg);
+    f->ctx = matcher_ctx_new();
+    assert_non_null(f->ctx);
+    struct rep_config rc = cfg->rep;
+    rc.max_bytes = 1 << 20;
+    f->rep = rep_new(&rc, &err);
+    if (f->rep == NULL)
+        fail_msg("rep_new: %s", err.msg);
+    *state = f;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    struct matcher_config cfg;
+    matcher_config_defaults(&cfg);
+    return setup_with(state, &cfg);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    rep_free(f->rep);
+    matcher_ctx_free(f->ctx);
+    matcher_unref(f->m);
+    hsdb_unref(f->db);
+    free(f);
+    return 0;
+}
+
+static struct verdict classify(struct fixture *f, const char *from, const char *to,
+                               const char *body, uint64_t now_ms, unsigned flags, bool use_rep)
+{
+    struct verdict v;
+    struct sw_err err = {{0}};
+    struct matcher_msg msg = {
+        .sender = from,
+        .sender_len = from ? strlen(from) : 0,
+        .recipient = to,
+        .recipient_len = to ? strlen(to) : 0,
+        .body = body,
+        .body_len = strlen(body),
+        .now_ms = now_ms,
+        .flags = flags,
+    };
+    if (matcher_classify(f->ctx, f->m, use_rep ? f->rep : NULL, &msg, &v, &err) != SW_OK)
+        fail_msg("classify: %s", err.msg);
+    return v;
+}
+
+static const struct verdict_reason *find_reason(const struct verdict *v, const char *id)
+{
+    for (unsigned i = 0; i < v->n_reasons; i++) {
+        if (strcmp(v->reasons[i].id, id) == 0)
+            return &v->reasons[i];
+    }
+    return NULL;
+}
+
+static void test_thresholds(void **state)
+{
+    struct fixture *f = *state;
+    struct verdict v;
+
+    v = classify(f, "a@x.example", "b@x.example", "nothing to see here", 1000, 0, false);
+    assert_int_equal(v.action, VERDICT_PASS);
+    assert_true(v.score == 0);
+    assert_int_equal(v.n_reasons, 0);
+
+    v = classify(f, "a@x.example", "b@x.example", "this is almost five", 1000, 0, false);
+    assert_int_equal(v.action, VERDICT_PASS);
+    assert_true(v.score > 4.98 && v.score < 5);
+
+    /* a score equal to a threshold reaches it */
+    v = classify(f, "a@x.example", "b@x.example", "EXACTLY FIVE", 1000, 0, false);
+    assert_int_equal(v.action, VERDICT_TAG);
+    assert_true(v.score == 5);
+    assert_non_null(find_reason(&v, "T_FIVE"));
+
+    v = classify(f, "a@x.example", "b@x.example", "exactly ten", 1000, 0, false);
+    assert_int_equal(v.action, VERDICT_DROP);
+
+    /* a ham rule pulls a message back under the threshold */
+    v = classify(f, "a@x.example", "b@x.example", "exactly five, see you at dinner", 1000, 0,
+                 false);
+    assert_int_equal(v.action, VERDICT_PASS);
+    assert_true(v.score == 2);
+    assert_int_equal(v.n_reasons, 2);
+    /* reasons come in database order */
+    assert_string_equal(v.reasons[0].id, "T_FIVE");
+    assert_string_equal(v.reasons[1].id, "T_HAM");
+}
+
+static void test_rule_counts_once(void **state)
+{
+    struct fixture *f = *state;
+    struct verdict v = classify(f, NULL, NULL, "exactly five exactly five EXACTLY FIVE", 1000, 0,
+                                false);
+    assert_true(v.score == 5);
+    assert_int_equal(v.n_reasons, 1);
+}
+
+static void test_url_and_domain_lists(void **state)
+{
+    struct fixture *f = *state;
+    struct verdict v;
+
+    v = classify(f, "a@x.example", "b@x.example", "grab it at http://files.evil.example/pics.zip",
+                 1000, 0, false);
+    assert_int_equal(v.n_urls, 1);
+    const struct verdict_reason *r = find_reason(&v, "T_ZIP");
+    assert_non_null(r);
+    r = find_reason(&v, "LIST_DOMAIN_BLOCK");
+    assert_non_null(r);
+    assert_string_equal(r->detail, "files.evil.example");
+    assert_true(v.score == 16);
+    assert_int_equal(v.action, VERDICT_DROP);
+
+    /* the block list also applies to the sender's server (JabberSPAM-style server lists) */
+    v = classify(f, "someone@evil.example", "b@x.example", "hello there", 1000, 0, false);
+    r = find_reason(&v, "LIST_DOMAIN_BLOCK");
+    assert_non_null(r);
+    assert_string_equal(r->detail, "evil.example");
+    assert_int_equal(v.action, VERDICT_DROP);
+
+    /* a look-alike domain is not a parent-domain match */
+    v = classify(f, "a@x.example", "b@x.example", "see https://notevil.example/", 1000, 0, false);
+    assert_null(find_reason(&v, "LIST_DOMAIN_BLOCK"));
+
+    /* sender rules see the lower-cased address; allow lists pull the score down */
+    v = classify(f, "BOT17@x.example", "b@x.example", "hi", 1000, 0, false);
+    assert_non_null(find_reason(&v, "T_SENDER"));
+    v = classify(f, "Boss@Corp.Example", "b@x.example", "exactly ten", 1000, 0, false);
+    r = find_reason(&v, "LIST_SENDER_ALLOW");
+    assert_non_null(r);
+    assert_int_equal(v.action, VERDICT_PASS);
+}
+
+static void test_content_signals(void **state)
+{
+    struct fixture *f = *state;
+    struct verdict v;
+
+    v = classify(f, NULL, NULL, "see hxxp://evil-pics.example/a", 1000, 0, false);
+    const struct verdict_reason *r = find_reason(&v, "OBFUSCATED_LINK");
+    assert_non_null(r);
+    assert_string_equal(r->detail, "defanged-scheme");
+
+    /* zero-width space inside a link */
+    v = classify(f, NULL, NULL, "go to www.ev\xe2\x80\x8bil-pics.com/x now", 1000, 0, false);
+    r = find_reason(&v, "OBFUSCATED_LINK");
+    assert_non_null(r);
+    assert_string_equal(r->detail, "zero-width");
+
+    v = classify(f, NULL, NULL, "look http://192.0.2.7/login", 1000, 0, false);
+    assert_non_null(find_reason(&v, "IP_LINK"));
+
+    v = classify(f, NULL, NULL, "http://paypal.com@evil.example/", 1000, 0, false);
+    assert_non_null(find_reason(&v, "USERINFO_LINK"));
+
+    v = classify(f, "x@y.example", "me@z.example", "hi, see https://example.org/", 1000,
+                 MATCHER_F_STRANGER, false);
+    assert_non_null(find_reason(&v, "STRANGER_LINK"));
+
+    /* a plain link from a contact is not a signal */
+    v = classify(f, "x@y.example", "me@z.example", "hi, see https://example.org/", 1000, 0,
+                 false);
+    assert_int_equal(v.n_reasons, 0);
+    assert_int_equal(v.action, VERDICT_PASS);
+}
+
+static void test_encrypted_body_not_scanned(void **state)
+{
+    struct fixture *f = *state;
+    struct verdict v = classify(f, "a@x.example", "b@x.example", "exactly ten", 1000,
+                                MATCHER_F_ENCRYPTED, false);
+    assert_int_equal(v.action, VERDICT_PASS);
+    assert_null(find_reason(&v, "T_TEN"));
+    /* sender-side signals still apply */
+    v = classify(f, "someone@evil.example", "b@x.example", "ciphertext", 1000,
+                 MATCHER_F_ENCRYPTED, false);
+    assert_non_null(find_reason(&v, "LIST_DOMAIN_BLOCK"));
+}
+
+static void test_max_text_bound(void **state)
+{
+    struct fixture *f = *state;
+    struct matcher_config cfg;
+    struct sw_err err = {{0}};
+    matcher_config_defaults(&cfg);
+    cfg.max_text = 100;
+    struct matcher *m = matcher_new(f->db, &cfg, &err);
+    assert_non_null(m);
+
+    char body[400];
+    memset(body, 'a', sizeof(body));
+    memcpy(body + 300, "tail marker", 11);
+    body[399] = '\0';
+    struct matcher_msg msg = {.body = body, .body_len = strlen(body), .now_ms = 1};
+    struct verdict v;
+    assert_int_equal(matcher_classify(f->ctx, m, NULL, &msg, &v, &err), SW_OK);
+    assert_null(find_reason(&v, "T_TAIL"));
+    /* the same text within the bound is seen */
+    memcpy(body + 20, "tail marker", 11);
+    assert_int_equal(matcher_classify(f->ctx, m, NULL, &msg, &v, &err), SW_OK);
+    assert_non_null(find_reason(&v, "T_TAIL"));
+    matcher_unref(m);
+}
+
+/* One hijacked account sends the same lure to 20 contacts within seconds. */
+static void test_fanout_and_quarantine(void **state)
+{
+    struct fixture *f = *state;
+    char to[64], body[128];
+    unsigned first_flag = 0;
+    uint64_t t0 = 1700000000000ull;
+
+    for (unsigned i = 1; i <= 20; i++) {
+        snprintf(to, sizeof(to), "friend%u@x.example", i);
+        snprintf(body, sizeof(body), "hey look at this http://pics-%u.example/album", i % 3);
+        struct verdict v = classify(f, "victim@x.example", to, body, t0 + i * 400, 0, true);
+        if (i < 5) {
+            assert_int_equal(v.action, VERDICT_PASS);
+            assert_null(find_reason(&v, "REP_FANOUT"));
+        }
+        const struct verdict_reason *r = find_reason(&v, "REP_FANOUT");
+        if (r != NULL && first_flag == 0) {
+            first_flag = i;
+            assert_int_equal(atoi(r->detail), (int)i);
+            assert_true(v.quarantine_started);
+        }
+        if (i >= 5)
+            assert_int_equal(v.action, VERDICT_DROP);
+        /* ordinary chat between other people flows meanwhile */
+        snprintf(to, sizeof(to), "c%u@x.example", i);
+        v = classify(f, "alice@x.example", to, "lunch at noon?", t0 + i * 400 + 1, 0, true);
+        assert_int_equal(v.action, VERDICT_PASS);
+    }
+    assert_int_equal(first_flag, 5);
+
+    /* the quarantined sender's next message is dropped whatever it says */
+    struct verdict v = classify(f, "victim@x.example", "friend1@x.example", "sorry, hacked",
+                                t0 + 60000, 0, true);
+    assert_non_null(find_reason(&v, "QUARANTINED"));
+    assert_int_equal(v.action, VERDICT_DROP);
+
+    /* after the quarantine time it is over */
+    v = classify(f, "victim@x.example", "friend1@x.example", "back to normal",
+                 t0 + 60000 + 3600u * 1000u + 1000, 0, true);
+    assert_null(find_reason(&v, "QUARANTINED"));
+}
+
+static void test_same_recipient_is_not_fanout(void **state)
+{
+    struct fixture *f = *state;
+    for (unsigned i = 0; i < 12; i++) {
+        struct verdict v = classify(f, "fan@x.example", "one@x.example",
+                                    "this one https://example.org/thing", 5000 + i * 1000, 0,
+                                    true);
+        assert_null(find_reason(&v, "REP_FANOUT"));
+    }
+}
+
+static void test_campaign(void **state)
+{
+    struct fixture *f = *state;
+    char from[64];
+    const struct verdict_reason *seen = NULL;
+    struct verdict v;
+    for (unsigned i = 1; i <= 12; i++) {
+        snprintf(from, sizeof(from), "bot%c%u@x%u.example", 'a', i, i);
+        v = classify(f, from, "target@y.example",
+                     "Hot singles near you http://dating-1.example/join", 10000 + i * 100, 0,
+                     true);
+        seen = find_reason(&v, "REP_CAMPAIGN");
+        if (i < 10)
+            assert_null(seen);
+    }
+    assert_non_null(seen);
+    assert_true(atoi(seen->detail) >= 10);
+}
+
+static void test_bad_domain_history(void **state)
+{
+    struct fixture *f = *state;
+    /* drops that link to one domain make it a known-bad domain for later messages (the
+     * default threshold is 2 decayed sightings, so three drops clear it despite decay) */
+    classify(f, "s1@x.example", "r@y.example", "exactly ten http://lure-host.example/a", 1000, 0,
+             true);
+    struct verdict v0 = classify(f, "s2@x.example", "r@y.example",
+                                 "innocent looking http://lure-host.example/b", 1500, 0, true);
+    assert_null(find_reason(&v0, "REP_BAD_DOMAIN"));
+    classify(f, "s2@x.example", "r@y.example", "exactly ten http://lure-host.example/b", 2000, 0,
+             true);
+    classify(f, "s4@x.example", "r@y.example", "exactly ten http://lure-host.example/d", 2500, 0,
+             true);
+    struct verdict v = classify(f, "s3@x.example", "r2@y.example",
+                                "innocent looking http://www.lure-host.example/c", 3000, 0, true);
+    const struct verdict_reason *r = find_reason(&v, "REP_BAD_DOMAIN");
+    assert_non_null(r);
+    assert_string_equal(r->detail, "lure-host.example");
+}
+
+static void test_config_check(void **state)
+{
+    (void)state;
+    struct matcher_config cfg;
+    struct sw_err err = {{0}};
+
+    matcher_config_defaults(&cfg);
+    assert_int_equal(matcher_config_check(&cfg, &err), SW_OK);
+
+    cfg.tag_threshold = 11;
+    assert_int_equal(matcher_config_check(&cfg, &err), SW_ERROR);
+    assert_non_null(strstr(err.msg, "tag_threshold"));
+
+    matcher_config_defaults(&cfg);
+    cfg.max_urls = 0;
+    assert_int_equal(matcher_config_check(&cfg, &err), SW_ERROR);
+    assert_non_null(strstr(err.msg, "max_urls"));
+
+    matcher_config_defaults(&cfg);
+    cfg.max_text = 1;
+    assert_int_equal(matcher_config_check(&cfg, &err), SW_ERROR);
+    assert_non_null(strstr(err.msg, "max_text"));
+
+    matcher_config_defaults(&cfg);
+    cfg.fanout_threshold = 1;
+    assert_int_equal(matcher_config_check(&cfg, &err), SW_ERROR);
+    assert_non_null(strstr(err.msg, "fanout_threshold"));
+}
+
+/* --- the default rule set against the shipped samples ---------------------------------- */
+
+static struct hsdb *load_default_db(void)
+{
+    const char *src = getenv("SW_SOURCE_DIR");
+    char rules[4096], lists[4096];
+    struct sw_err err = {{0}};
+    struct ruleload_info info;
+    snprintf(rules, sizeof(rules), "%s/conf/rules", src ? src : ".");
+    snprintf(lists, sizeof(lists), "%s/conf/lists", src ? src : ".");
+    struct ruleload_opts o = {.rules_dir = rules, .lists_dir = lists};
+    memset(&info, 0, sizeof(info));
+    struct hsdb *db = ruleload_build(&o, &info, &err);
+    if (db == NULL)
+        fail_msg("default rules: %s", err.msg);
+    return db;
+}
+
+static FILE *open_sample(const char *name)
+{
+    const char *src = getenv("SW_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tests/data/%s", src ? src : ".", name);
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL)
+        fail_msg("cannot open %s", path);
+    return fp;
+}
+
+static void format_reasons(const struct verdict *v, char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < v->n_reasons && used + 1 < cap; i++) {
+        int n = snprintf(buf + used, cap - used, "%s(%+.1f) ", v->reasons[i].id,
+                         v->reasons[i].score);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+static void test_default_rules_samples(void **state)
+{
+    (void)state;
+    struct sw_err err = {{0}};
+    struct matcher_config cfg;
+    matcher_config_defaults(&cfg);
+    struct hsdb *db = load_default_db();
+    struct matcher *m = matcher_new(db, &cfg, &err);
+    assert_non_null(m);
+    struct matcher_ctx *ctx = matcher_ctx_new();
+    char line[8192], reasons[1024];
+    unsigned n_spim = 0, n_ham = 0, failures = 0;
+
+    FILE *fp = open_sample("spim_samples.txt");
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0' || line[0] == '#')
+            continue;
+        char *tab = strchr(line, '\t');
+        assert_non_null(tab);
+        *tab = '\0';
+        const char *body = tab + 1;
+        enum verdict_action want = strcmp(line, "drop") == 0 ? VERDICT_DROP : VERDICT_TAG;
+        struct matcher_msg msg = {.sender = "someone@example.net",
+                                  .sender_len = 19,
+                                  .recipient = "me@example.org",
+                                  .recipient_len = 14,
+                                  .body = body,
+                                  .body_len = strlen(body),
+                                  .now_ms = 1};
+        struct verdict v;
+        assert_int_equal(matcher_classify(ctx, m, NULL, &msg, &v, &err), SW_OK);
+        if (v.action < want) {
+            format_reasons(&v, reasons, sizeof(reasons));
+            print_error("spim not caught (want %s, got %s %.1f: %s): %s\n", line,
+                        verdict_action_name(v.action), v.score, reasons, body);
+            failures++;
+        }
+        n_spim++;
+    }
+    fclose(fp);
+
+    fp = open_sample("ham_samples.txt");
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0' || line[0] == '#')
+            continue;
+        struct matcher_msg msg = {.sender = "friend@example.net",
+                                  .sender_len = 18,
+                                  .recipient = "me@example.org",
+                                  .recipient_len = 14,
+                                  .body = line,
+                                  .body_len = strlen(line),
+                                  .now_ms = 1};
+        struct verdict v;
+        assert_int_equal(matcher_classify(ctx, m, NULL, &msg, &v, &err), SW_OK);
+        if (v.action != VERDICT_PASS) {
+            format_reasons(&v, reasons, sizeof(reasons));
+            print_error("ham flagged (%s %.1f: %s): %s\n", verdict_action_name(v.action),
+                        v.score, reasons, line);
+            failures++;
+        }
+        n_ham++;
+    }
+    fclose(fp);
+
+    assert_true(n_spim >= 40);
+    assert_true(n_ham >= 40);
+    assert_int_equal(failures, 0);
+    matcher_ctx_free(ctx);
+    matcher_unref(m);
+    hsdb_unref(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_thresholds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rule_counts_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_url_and_domain_lists, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_signals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_encrypted_body_not_scanned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_text_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fanout_and_quarantine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_recipient_is_not_fanout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_campaign, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_domain_history, setup, teardown),
+        cmocka_unit_test(test_config_check),
+        cmocka_unit_test(test_default_rules_samples),
+    };
+    return cmocka_run_group_tests_name("matcher", tests, NULL, NULL);
+}

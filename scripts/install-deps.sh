@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
-libhyperscan-dev libev-dev libssl-dev libcmocka-dev libpsl-dev libconfig-dev publicsuffix
+libhyperscan-dev libev-dev libssl-dev libcmocka-dev libpsl-dev libconfig-dev libexpat1-dev publicsuffix
 openssl ca-certificates python3 prosody python3-slixmpp redis-server haproxy procps"
 
 missing=""

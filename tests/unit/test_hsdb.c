@@ -1,0 +1,484 @@
+/* Unit tests for matcher/hsdb.c (compile, scan ids, serialization checks, refcounts) and
+ * proxy/ruleload.c (directories, list kinds, cache reuse and rejection). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "matcher/hsdb.h"
+#include "proxy/ruleload.h"
+
+static const char *const test_rules = "rule R_BODY body 3 /see\\s+it/i\n"
+                                      "rule R_URL url 4 /\\.zip$/i\n"
+                                      "rule R_LIT body 1 \"a.b\"\n";
+static const char *const test_domains = "evil.example\n";
+static const char *const test_senders = "@spim.example\nbot@x.example\n";
+
+static struct ruleset *make_ruleset(void)
+{
+    struct sw_err err = {{0}};
+    struct ruleset *rs = ruleset_new(NULL);
+    assert_non_null(rs);
+    assert_int_equal(ruleset_parse_rules(rs, test_rules, strlen(test_rules), "t.rules", &err),
+                     SW_OK);
+    assert_int_equal(ruleset_parse_list(rs, RULE_KIND_DOMAIN_BLOCK, test_domains,
+                                        strlen(test_domains), "domains-block.txt", &err),
+                     SW_OK);
+    assert_int_equal(ruleset_parse_list(rs, RULE_KIND_SENDER_BLOCK, test_senders,
+                                        strlen(test_senders), "senders-block.txt", &err),
+                     SW_OK);
+    return rs;
+}
+
+struct hits {
+    unsigned long long mask; /* bit i: id i matched */
+    unsigned count;
+};
+
+static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
+                    unsigned int flags, void *ctx)
+{
+    struct hits *h = ctx;
+    h->mask |= 1ull << id;
+    h->count++;
+    return 0;
+}
+
+static unsigned long long scan(const struct hsdb *db, hs_scratch_t *scratch, const char *s)
+{
+    struct hits h = {0, 0};
+    assert_int_equal(hs_scan(hsdb_handle(db), s, (unsigned)strlen(s), 0, scratch, on_match, &h),
+                     HS_SUCCESS);
+    return h.mask;
+}
+
+/* ids: 0 R_BODY, 1 R_URL, 2 R_LIT, 3 evil.example, 4 @spim.example, 5 bot@x.example */
+static void check_matches(const struct hsdb *db)
+{
+    hs_scratch_t *scratch = NULL;
+    struct sw_err err = {{0}};
+    assert_int_equal(hsdb_alloc_scratch(db, &scratch, &err), SW_OK);
+    assert_true(scan(db, scratch, "lol SEE  it") == 1ull << 0);
+    assert_true(scan(db, scratch, "see it see it see it") == 1ull << 0); /* SINGLEMATCH */
+    assert_true(scan(db, scratch, "http://x.example/pics.ZIP") == 1ull << 1);
+    assert_true(scan(db, scratch, "a.b") == 1ull << 2);
+    assert_true(scan(db, scratch, "axb") == 0); /* the literal's dot is not a wildcard */
+    assert_true(scan(db, scratch, "evil.example") == 1ull << 3);
+    assert_true(scan(db, scratch, "www.EVIL.example") == 1ull << 3);
+    assert_true(scan(db, scratch, "notevil.example") == 0);
+    assert_true(scan(db, scratch, "evil.example.org") == 0);
+    assert_true(scan(db, scratch, "joe@spim.example") == 1ull << 4);
+    assert_true(scan(db, scratch, "joe@eu.spim.example") == 1ull << 4);
+    assert_true(scan(db, scratch, "joe@notspim.example") == 0);
+    assert_true(scan(db, scratch, "bot@x.example") == 1ull << 5);
+    assert_true(scan(db, scratch, "robot@x.example") == 0);
+    assert_true(scan(db, scratch, "bot@x.example.org") == 0);
+    hs_free_scratch(scratch);
+}
+
+static void test_compile_and_scan(void **state)
+{
+    (void)state;
+    struct sw_err err = {{0}};
+    struct hsdb *db = hsdb_compile(make_ruleset(), &err);
+    assert_non_null(db);
+    assert_int_equal(hsdb_ruleset(db)->n, 6);
+    assert_int_equal(hsdb_targets(db), (1u << RULE_BODY) | (1u << RULE_URL) | (1u << RULE_DOMAIN) |
+                                           (1u << RULE_SENDER));
+    assert_true(hsdb_size(db) > 0);
+    assert_true(hsdb_compile_seconds(db) > 0);
+    check_matches(db);
+
+    /* reference counting */
+    assert_ptr_equal(hsdb_ref(db), db);
+    hsdb_unref(db);
+    check_matches(db);
+    hsdb_unref(db);
+    hsdb_unref(NULL);
+}
+
+static void test_targets_mask(void **state)
+{
+    (void)state;
+    struct sw_err err = {{0}};
+    struct ruleset *rs = ruleset_new(NULL);
+    assert_int_equal(ruleset_parse_rules(rs, "rule A url 1 /x/", 16, "t.rules", &err), SW_OK);
+    struct hsdb *db = hsdb_compile(rs, &err);
+    assert_non_null(db);
+    assert_int_equal(hsdb_targets(db), 1u << RULE_URL);
+    hsdb_unref(db);
+}
+
+static void test_compile_error(void **state)
+{
+    (void)state;
+    struct sw_err err = {{0}};
+    struct ruleset *rs = ruleset_new(NULL);
+    const char *text = "rule OK body 1 /fine/\n# c\nrule BROKEN body 1 /a(b/\n";
+    assert_int_equal(ruleset_parse_rules(rs, text, strlen(text), "bad.rules", &err), SW_OK);
+    assert_null(hsdb_compile(rs, &err)); /* rs freed by hsdb_compile */
+    assert_true(strncmp(err.msg, "bad.rules:3: rule BROKEN: ", 26) == 0);
+
+    rs = ruleset_new(NULL);
+    text = "rule EMPTYMATCH body 1 /a*/\n";
+    assert_int_equal(ruleset_parse_rules(rs, text, strlen(text), "e.rules", &err), SW_OK);
+    assert_null(hsdb_compile(rs, &err));
+    assert_true(strncmp(err.msg, "e.rules:1: rule EMPTYMATCH: ", 28) == 0);
+    assert_null(hsdb_compile(NULL, &err));
+}
+
+static void test_empty(void **state)
+{
+    (void)state;
+    struct sw_err err = {{0}};
+    struct hsdb *db = hsdb_compile(ruleset_new(NULL), &err);
+    assert_non_null(db);
+    assert_int_equal(hsdb_targets(db), 0);
+    assert_non_null(hsdb_handle(db));
+    hs_scratch_t *scratch = NULL;
+    assert_int_equal(hsdb_alloc_scratch(db, &scratch, &err), SW_OK);
+    char buf[4096];
+    memset(buf, 0, sizeof(buf));
+    struct hits h = {0, 0};
+    assert_int_equal(hs_scan(hsdb_handle(db), buf, sizeof(buf), 0, scratch, on_match, &h),
+                     HS_SUCCESS);
+    assert_int_equal(h.count, 0);
+    hs_free_scratch(scratch);
+
+    /* and it round-trips through the cache format */
+    char *out = NULL;
+    size_t out_len = 0;
+    assert_int_equal(hsdb_serialize(db, &out, &out_len, &err), SW_OK);
+    struct hsdb *db2 = hsdb_deserialize(ruleset_new(NULL), out, out_len, &err);
+    assert_non_null(db2);
+    hsdb_unref(db2);
+    free(out);
+    hsdb_unref(db);
+}
+
+static void test_serialize_roundtrip(void **state)
+{
+    (void)state;
+    struct sw_err err = {{0}};
+    struct hsdb *db = hsdb_compile(make_ruleset(), &err);
+    assert_non_null(db);
+    char *out = NULL;
+    size_t out_len = 0;
+    assert_int_equal(hsdb_serialize(db, &out, &out_len, &err), SW_OK);
+    assert_true(out_len > HSDB_HEADER_LEN);
+    assert_memory_equal(out, "SWHSDB01", 8);
+    hsdb_unref(db);
+
+    struct hsdb *db2 = hsdb_deserialize(make_ruleset(), out, out_len, &err);
+    if (db2 == NULL)
+        fail_msg("%s", err.msg);
+    assert_true(hsdb_compile_seconds(db2) == 0);
+    assert_true(hsdb_size(db2) > 0);
+    assert_int_equal(hsdb_targets(db2), 0xfu);
+    check_matches(db2);
+    hsdb_unref(db2);
+    free(out);
+}
+
+/* Flipping a byte in each header field makes the check of that field fail, in order. */
+static void test_deserialize_rejects(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t off;
+        const char *want;
+    } flips[] = {
+        {HSDB_OFF_MAGIC, "magic check failed"},
+        {HSDB_OFF_MAGIC + 7, "magic check failed"},
+        {HSDB_OFF_FORMAT, "format version check failed"},
+        {HSDB_OFF_HSVER, "Hyperscan version check failed"},
+        {HSDB_OFF_HSVER + HSDB_HSVER_LEN - 1, "Hyperscan version check failed"},
+        {HSDB_OFF_PLATFORM, "platform check failed"},
+        {HSDB_OFF_PLATFORM + 4, "platform check failed"},
+        {HSDB_OFF_PLATFORM + HSDB_PLATFORM_LEN - 1, "platform check failed"},
+        {HSDB_OFF_DIGEST, "ruleset digest check failed"},
+        {HSDB_OFF_PAYLOAD_LEN, "payload length check failed"},
+        {HSDB_OFF_PAYLOAD_LEN + 7, "payload length check failed"},
+        {HSDB_OFF_CHECKSUM, "checksum check failed"},
+        {HSDB_HEADER_LEN, "checksum check failed"},       /* payload byte */
+        {HSDB_HEADER_LEN + 100, "checksum check failed"}, /* payload byte */
+    };
+    struct sw_err err = {{0}};
+    struct hsdb *db = hsdb_compile(make_ruleset(), &err);
+    char *out = NULL;
+    size_t out_len = 0;
+    assert_int_equal(hsdb_serialize(db, &out, &out_len, &err), SW_OK);
+    hsdb_unref(db);
+    char *copy = malloc(out_len);
+    assert_non_null(copy);
+
+    for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
+        memcpy(copy, out, out_len);
+        copy[flips[i].off] ^= 0x5a;
+        memset(&err, 0, sizeof(err));
+        assert_null(hsdb_deserialize(make_ruleset(), copy, out_len, &err));
+        if (strstr(err.msg, flips[i].want) == NULL)
+            fail_msg("flip at %zu: '%s', want '%s'", flips[i].off, err.msg, flips[i].want);
+    }
+
+    /* size: shorter than a header, and one payload byte missing or extra */
+    assert_null(hsdb_deserialize(make_ruleset(), out, HSDB_HEADER_LEN - 1, &err));
+    assert_non_null(strstr(err.msg, "size check failed"));
+    assert_null(hsdb_deserialize(make_ruleset(), NULL, 0, &err));
+    assert_non_null(strstr(err.msg, "size check failed"));
+    assert_null(hsdb_deserialize(make_ruleset(), out, out_len - 1, &err));
+    assert_non_null(strstr(err.msg, "payload length check failed"));
+    char *longer = malloc(out_len + 1);
+    assert_non_null(longer);
+    memcpy(longer, out, out_len);
+    longer[out_len] = 0;
+    assert_null(hsdb_deserialize(make_ruleset(), longer, out_len + 1, &err));
+    assert_non_null(strstr(err.msg, "payload length check failed"));
+    free(longer);
+
+    /* a different ruleset (one more rule) fails the digest check */
+    struct ruleset *rs = make_ruleset();
+    assert_int_equal(ruleset_parse_rules(rs, "rule NEW body 1 /new/", 21, "n.rules", &err), SW_OK);
+    assert_null(hsdb_deserialize(rs, out, out_len, &err));
+    assert_non_null(strstr(err.msg, "ruleset digest check failed"));
+
+    /* the untouched bytes still load */
+    db = hsdb_deserialize(make_ruleset(), out, out_len, &err);
+    assert_non_null(db);
+    hsdb_unref(db);
+    free(copy);
+    free(out);
+}
+
+/* --- ruleload ----------------------------------------------------------------------------------
+ */
+
+struct tmpdirs {
+    char root[64];
+    char rules[96];
+    char lists[96];
+    char cache[96];
+};
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+}
+
+static int setup_dirs(void **state)
+{
+    struct tmpdirs *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return -1;
+    snprintf(t->root, sizeof(t->root), "/tmp/sw_test_hsdb.XXXXXX");
+    if (mkdtemp(t->root) == NULL)
+        return -1;
+    snprintf(t->rules, sizeof(t->rules), "%s/rules", t->root);
+    snprintf(t->lists, sizeof(t->lists), "%s/lists", t->root);
+    snprintf(t->cache, sizeof(t->cache), "%s/rules.hsdb", t->root);
+    if (mkdir(t->rules, 0700) == -1 || mkdir(t->lists, 0700) == -1)
+        return -1;
+    *state = t;
+    return 0;
+}
+
+static int teardown_dirs(void **state)
+{
+    struct tmpdirs *t = *state;
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->root);
+    if (system(cmd) != 0)
+        return -1;
+    free(t);
+    return 0;
+}
+
+static void test_ruleload_cache(void **state)
+{
+    struct tmpdirs *t = *state;
+    write_text(t->rules, "20-b.rules", "rule B body 1 /bbb/\n");
+    write_text(t->rules, "10-a.rules", "rule A body 1 /aaa/\n");
+    write_text(t->rules, "README", "not a rule file\n");
+    write_text(t->lists, "domains-block.txt", "evil.example\n");
+    write_text(t->lists, "domains-block-jabberspam.txt", "bashtel.ru\njabber.cd\n");
+    write_text(t->lists, "senders-allow.txt", "ops@x.example\n");
+    write_text(t->lists, "shorteners.txt", "bit.ly\n");
+    write_text(t->lists, "domains-allow.txt~", "editor backup, ignored\n");
+    write_text(t->lists, ".hidden.txt", "ignored\n");
+
+    struct ruleload_opts o;
+    ruleload_opts_init(&o);
+    o.rules_dir = t->rules;
+    o.lists_dir = t->lists;
+    o.cache_path = t->cache;
+    struct ruleload_info info;
+    struct sw_err err = {{0}};
+
+    struct hsdb *db = ruleload_build(&o, &info, &err);
+    if (db == NULL)
+        fail_msg("%s", err.msg);
+    assert_false(info.from_cache);
+    assert_true(info.cache_written);
+    assert_non_null(strstr(info.cache_reject, "no cache file"));
+    assert_int_equal(info.n_files, 6);
+    assert_int_equal(info.n_rules, 2);
+    assert_int_equal(info.n_entries[RULE_KIND_DOMAIN_BLOCK], 3);
+    assert_int_equal(info.n_entries[RULE_KIND_SENDER_ALLOW], 1);
+    assert_int_equal(info.n_entries[RULE_KIND_SHORTENER], 1);
+    assert_true(info.compile_seconds > 0);
+    assert_true(info.db_bytes > 0);
+    /* rule files in name order, then list files in name order */
+    const struct ruleset *rs = hsdb_ruleset(db);
+    assert_string_equal(rs->rules[0].id, "A");
+    assert_string_equal(rs->rules[1].id, "B");
+    assert_string_equal(rs->rules[2].entry, "bashtel.ru");
+    assert_non_null(strstr(rs->rules[2].file, "domains-block-jabberspam.txt"));
+    hsdb_unref(db);
+
+    /* second load: from the cache */
+    db = ruleload_build(&o, &info, &err);
+    assert_non_null(db);
+    assert_true(info.from_cache);
+    assert_false(info.cache_written);
+    assert_string_equal(info.cache_reject, "");
+    assert_true(info.compile_seconds == 0);
+    hsdb_unref(db);
+
+    /* a changed rule: the cache is rejected by digest, recompiled and replaced */
+    write_text(t->rules, "20-b.rules", "rule B body 1 /bbbb/\n");
+    db = ruleload_build(&o, &info, &err);
+    assert_non_null(db);
+    assert_false(info.from_cache);
+    assert_non_null(strstr(info.cache_reject, "ruleset digest check failed"));
+    assert_true(info.cache_written);
+    hsdb_unref(db);
+    db = ruleload_build(&o, &info, &err);
+    assert_non_null(db);
+    assert_true(info.from_cache);
+    hsdb_unref(db);
+
+    /* a corrupt cache is not an error either */
+    write_text(t->root, "rules.hsdb", "garbage");
+    db = ruleload_build(&o, &info, &err);
+    assert_non_null(db);
+    assert_false(info.from_cache);
+    assert_non_null(strstr(info.cache_reject, "size check failed"));
+    hsdb_unref(db);
+
+    /* an unwritable cache path is reported, not fatal */
+    o.cache_path = "/nonexistent-dir/sw/rules.hsdb";
+    db = ruleload_build(&o, &info, &err);
+    assert_non_null(db);
+    assert_false(info.cache_written);
+    assert_non_null(strstr(info.cache_write_error, "/nonexistent-dir/sw/rules.hsdb"));
+    hsdb_unref(db);
+    o.cache_path = t->cache;
+
+    /* a compile error names the file and line; no database */
+    write_text(t->rules, "30-c.rules", "# x\nrule C body 1 /(/\n");
+    assert_null(ruleload_build(&o, &info, &err));
+    assert_non_null(strstr(err.msg, "/30-c.rules:2: rule C: "));
+    /* a parse error too */
+    write_text(t->rules, "30-c.rules", "rule A body 1 /dup/\n");
+    assert_null(ruleload_build(&o, &info, &err));
+    assert_non_null(strstr(err.msg, "/30-c.rules:1: duplicate rule id A"));
+    write_text(t->rules, "30-c.rules", "\n");
+
+    /* unknown list names are errors */
+    write_text(t->lists, "domain-block.txt", "x.example\n");
+    assert_null(ruleload_build(&o, &info, &err));
+    assert_non_null(strstr(err.msg, "domain-block.txt: unknown list file name"));
+}
+
+static void test_ruleload_limits(void **state)
+{
+    struct tmpdirs *t = *state;
+    write_text(t->rules, "a.rules", "rule A body 1 /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/\n");
+    struct ruleload_opts o;
+    ruleload_opts_init(&o);
+    o.rules_dir = t->rules;
+    o.max_file_bytes = 16;
+    struct ruleload_info info;
+    struct sw_err err = {{0}};
+    assert_null(ruleload_build(&o, &info, &err));
+    assert_non_null(strstr(err.msg, "a.rules: file too large"));
+
+    o.max_file_bytes = 0;
+    o.rules_dir = "/nonexistent-dir/rules";
+    assert_null(ruleload_build(&o, &info, &err));
+    assert_non_null(strstr(err.msg, "/nonexistent-dir/rules: "));
+
+    /* nothing configured: an empty database */
+    ruleload_opts_init(&o);
+    struct hsdb *db = ruleload_build(&o, NULL, &err);
+    assert_non_null(db);
+    assert_int_equal(hsdb_targets(db), 0);
+    hsdb_unref(db);
+
+    assert_int_equal(ruleload_list_kind("domains-block.txt"), RULE_KIND_DOMAIN_BLOCK);
+    assert_int_equal(ruleload_list_kind("domains-allow-corp.txt"), RULE_KIND_DOMAIN_ALLOW);
+    assert_int_equal(ruleload_list_kind("senders-block.txt"), RULE_KIND_SENDER_BLOCK);
+    assert_int_equal(ruleload_list_kind("senders-allow.txt"), RULE_KIND_SENDER_ALLOW);
+    assert_int_equal(ruleload_list_kind("shorteners.txt"), RULE_KIND_SHORTENER);
+    assert_int_equal(ruleload_list_kind("other.txt"), RULE_KIND_RULE);
+    assert_int_equal(ruleload_list_kind("shorteners.txt.orig"), -1);
+    assert_int_equal(ruleload_list_kind(".shorteners.txt"), -1);
+}
+
+/* The shipped rule set (conf/) must load and compile. Tests run from the source tree. */
+static void test_default_ruleset(void **state)
+{
+    (void)state;
+    const char *src = getenv("SW_SOURCE_DIR");
+    char rules[512], lists[512];
+    snprintf(rules, sizeof(rules), "%s/conf/rules", src ? src : ".");
+    snprintf(lists, sizeof(lists), "%s/conf/lists", src ? src : ".");
+    struct ruleload_opts o;
+    ruleload_opts_init(&o);
+    o.rules_dir = rules;
+    o.lists_dir = lists;
+    struct ruleload_info info;
+    struct sw_err err = {{0}};
+    struct hsdb *db = ruleload_build(&o, &info, &err);
+    if (db == NULL)
+        fail_msg("%s", err.msg);
+    assert_true(info.n_rules >= 30);
+    assert_true(info.n_entries[RULE_KIND_SHORTENER] >= 12);
+    assert_true(info.n_entries[RULE_KIND_DOMAIN_BLOCK] >= 1);
+    assert_int_equal(hsdb_targets(db), 0xfu);
+    printf("default rule set: %zu rules, %zu list entries, compiled in %.3f s, %zu bytes\n",
+           info.n_rules, hsdb_ruleset(db)->n - info.n_rules, info.compile_seconds, info.db_bytes);
+    const struct ruleset *rs = hsdb_ruleset(db);
+    for (size_t i = 0; i < rs->n; i++)
+        if (rs->rules[i].kind == RULE_KIND_RULE)
+            assert_true(strncmp(rs->rules[i].id, "SW_", 3) == 0);
+    hsdb_unref(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_compile_and_scan),
+        cmocka_unit_test(test_targets_mask),
+        cmocka_unit_test(test_compile_error),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_serialize_roundtrip),
+        cmocka_unit_test(test_deserialize_rejects),
+        cmocka_unit_test_setup_teardown(test_ruleload_cache, setup_dirs, teardown_dirs),
+        cmocka_unit_test_setup_teardown(test_ruleload_limits, setup_dirs, teardown_dirs),
+        cmocka_unit_test(test_default_ruleset),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -17,19 +17,29 @@
 #include "protocols/sw_rc.h"
 
 struct rep_config {
-    size_t max_bytes;          /* memory for the table; default 64 MiB; min 64 KiB */
-    unsigned shards;           /* rounded up to a power of two; default 64 */
-    uint32_t window_ms;        /* fan-out and campaign window; default 60 s */
-    uint32_t rate_half_life_ms;  /* decay of the message-rate counters; default 10 s */
-    uint32_t spam_half_life_ms;  /* decay of spam history (sender, IP, domain); default 6 h */
+    size_t max_bytes;           /* memory for the table; default 64 MiB; min 64 KiB */
+    unsigned shards;            /* rounded up to a power of two; default 64; 0 means the default;
+                                 * max 65536; halved while a shard would get under 16 buckets
+                                 * (8 KiB), so small tables get fewer shards */
+    uint32_t window_ms;         /* fan-out and campaign window; default 60 s; counts cover
+                                 * between one and two windows (docs/reputation.md) */
+    uint32_t rate_half_life_ms; /* decay of the message-rate counters; default 10 s */
+    uint32_t spam_half_life_ms; /* decay of spam history (sender, IP, domain); default 6 h */
 };
 
+#define REP_MIN_BYTES ((size_t)64 << 10)
+#define REP_MAX_SHARDS 65536u
+
+/* Fills cfg with the defaults documented above. */
 void rep_config_defaults(struct rep_config *cfg);
 
 struct rep;
 
-/* Allocates the whole table up front. Returns NULL with err on a bad config or ENOMEM. */
+/* Allocates the whole table up front (one block of at most cfg->max_bytes; nothing is allocated
+ * afterwards). Returns NULL with err on a bad config (max_bytes < REP_MIN_BYTES, shards >
+ * REP_MAX_SHARDS, a zero window or half-life) or ENOMEM. The caller frees with rep_free. */
 struct rep *rep_new(const struct rep_config *cfg, struct sw_err *err);
+/* Frees the table; rep may be NULL. No other thread may use it any more. */
 void rep_free(struct rep *rep);
 
 #define REP_MAX_DOMAINS 16
@@ -46,36 +56,41 @@ struct rep_msg {
 };
 
 struct rep_signals {
-    uint32_t fanout;      /* distinct recipients this sender sent this fingerprint to within the
-                           * window, this message included (estimate; exact for small counts) */
-    uint32_t campaign;    /* distinct senders of this fingerprint within the window, this one
-                           * included */
-    double sender_rate;   /* decayed message count of the sender (rate half-life), this one
-                           * included */
-    double ip_rate;       /* same for the source address */
-    double sender_spam;   /* decayed count of the sender's earlier spim (spam half-life) */
-    double ip_spam;       /* same for the source address */
-    double domain_spam;   /* highest decayed spim count among the message's domains */
+    uint32_t fanout;          /* distinct recipients this sender sent this fingerprint to within the
+                               * window, this message included (exact up to 28, an estimate above);
+                               * 0 if the fingerprint or the sender is 0 */
+    uint32_t campaign;        /* distinct senders of this fingerprint within the window, this one
+                               * included (same precision); 0 if the fingerprint is 0 */
+    double sender_rate;       /* decayed message count of the sender (rate half-life), this one
+                               * included */
+    double ip_rate;           /* same for the source address */
+    double sender_spam;       /* decayed count of the sender's earlier spim (spam half-life) */
+    double ip_spam;           /* same for the source address */
+    double domain_spam;       /* highest decayed spim count among the message's domains */
     unsigned domain_spam_idx; /* index into rep_msg.domains of that domain */
-    bool quarantined;     /* the sender is in quarantine at now_ms */
+    bool quarantined;         /* the sender is in quarantine at now_ms */
     uint64_t quarantine_until_ms;
 };
 
-/* Records msg and returns the signals as they stand with it counted. Thread-safe. */
+/* Records msg (borrowed) and fills *out with the signals as they stand with it counted. Domains
+ * are only looked up here: they gain entries through rep_report_spam. Thread-safe. */
 void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals *out);
 
 /* Feedback after a verdict of tag or drop: adds weight to the spam history of the sender, the
- * IP and every domain of msg (bad-domain history), at msg->now_ms. Thread-safe. */
+ * IP and every domain of msg (bad-domain history), at msg->now_ms. A weight that is not a
+ * positive finite number is ignored. Thread-safe. */
 void rep_report_spam(struct rep *rep, const struct rep_msg *msg, double weight);
 
-/* Puts sender in quarantine until now_ms + duration_ms (extends, never shortens). */
+/* Puts sender in quarantine until now_ms + duration_ms (extends, never shortens); a zero sender
+ * is ignored. Thread-safe. */
 void rep_quarantine(struct rep *rep, uint64_t sender, uint64_t now_ms, uint32_t duration_ms);
 
 struct rep_stats {
-    uint64_t capacity;  /* entries the table can hold */
-    uint64_t entries;   /* entries in use */
-    uint64_t bytes;     /* memory held by the table */
+    uint64_t capacity; /* entries the table can hold */
+    uint64_t entries;  /* entries in use */
+    uint64_t bytes;    /* memory held by the table */
     uint64_t hits, misses, evictions;
+    uint64_t shards; /* shards actually in use (see rep_config.shards) */
 };
 
 /* Totals over all shards (each shard locked in turn; a consistent-enough snapshot). */

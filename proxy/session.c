@@ -1,0 +1,809 @@
+/* Sessions: the two-legged relay; see session.h for the life cycle. */
+#include "proxy/session.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "protocols/proxyproto.h"
+#include "proxy/buf.h"
+#include "proxy/listener.h"
+#include "proxy/log.h"
+#include "proxy/metrics.h"
+#include "proxy/runtime.h"
+#include "proxy/tls.h"
+#include "proxy/worker.h"
+#include "proxy/xprt.h"
+
+/* Life cycle:
+ *
+ *   ST_PROXY --header--> ST_CLIENT_HS --done--> ST_CONNECT --> ST_UP_HS --> ST_RELAY
+ *      \_____(no trusted source)__/ \___(tls none)___/     \__(plain)__/
+ */
+enum session_state {
+    ST_PROXY = 0, /* reading a PROXY header from a trusted source */
+    ST_CLIENT_HS, /* TLS handshake with the client */
+    ST_CONNECT,   /* TCP connect to the upstream */
+    ST_UP_HS,     /* TLS handshake with the upstream */
+    ST_RELAY,
+};
+
+struct leg {
+    struct xprt x; /* x.ops NULL until the leg exists */
+    ev_io io;
+    uint8_t ready;  /* socket events seen since the last SW_AGAIN asked for them */
+    uint8_t events; /* current ev_io interest */
+    bool rd_eof;    /* the peer ended its sending direction */
+    bool shut;      /* we ended ours */
+};
+
+union sockaddr_any {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
+struct session {
+    struct session *prev, *next;
+    struct worker *w;
+    struct runtime *rt; /* reference: the snapshot this session started with */
+    const struct runtime_listener *rl;
+    const struct proto_ops *proto;
+    void *proto_state;
+    uint64_t id;
+    uint16_t lidx;
+    uint8_t state;
+    bool ip_held;    /* peer counted in the per-IP table */
+    bool tls_peeked; /* first client byte checked for a TLS record */
+    struct leg cl, up;
+    struct buf c2s, s2c;
+    ev_timer timer;
+    ev_tstamp last_active;
+    union sockaddr_any peer;  /* the real client (after a PROXY header) */
+    union sockaddr_any local; /* the address it connected to */
+};
+
+static void session_run(struct session *s);
+
+uint64_t session_id(const struct session *s)
+{
+    return s->id;
+}
+
+unsigned session_worker_id(const struct session *s)
+{
+    return s->w->id;
+}
+
+const struct config_listener *session_listener(const struct session *s)
+{
+    return s->rl->cfg;
+}
+
+struct matcher *session_matcher(const struct session *s)
+{
+    return s->rt->matcher;
+}
+
+const struct sockaddr *session_peer(const struct session *s)
+{
+    return &s->peer.sa;
+}
+
+static const struct proto_ops proto_tcp = {.name = "tcp"};
+
+const struct proto_ops *proto_for(enum config_proto p)
+{
+    return p == CONFIG_PROTO_TCP ? &proto_tcp : NULL;
+}
+
+static const char *lname(const struct session *s)
+{
+    return s->rl->cfg->name;
+}
+
+static const char *peer_str(const struct session *s, char *buf, size_t len)
+{
+    return listener_addr_str(&s->peer.sa, buf, len);
+}
+
+static void session_free(struct session *s)
+{
+    struct worker *w = s->w;
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    w->n_sessions--;
+    ev_io_stop(w->loop, &s->cl.io);
+    ev_io_stop(w->loop, &s->up.io);
+    ev_timer_stop(w->loop, &s->timer);
+    if (s->proto != NULL && s->proto->close != NULL)
+        s->proto->close(s->proto_state);
+    if (s->cl.x.ops != NULL)
+        s->cl.x.ops->close(&s->cl.x);
+    if (s->up.x.ops != NULL)
+        s->up.x.ops->close(&s->up.x);
+    buf_deinit(&s->c2s);
+    buf_deinit(&s->s2c);
+    if (s->ip_held)
+        iptable_release(w->sh->iptable, s->lidx, &s->peer.sa);
+    atomic_fetch_sub_explicit(&w->sh->n_conns, 1, memory_order_relaxed);
+    metrics_add(w->ms, METRIC_CONNECTIONS_CURRENT, s->lidx, 0, (uint64_t)-1);
+    runtime_unref(s->rt);
+    free(s);
+}
+
+/* Closes the session after a failure already counted by the caller. */
+static void session_close(struct session *s, const char *reason)
+{
+    char p[80];
+    LOG(LOG_MOD_SESSION, LOG_LEVEL_DEBUG, s->w->id, s->id, "conn_close",
+        "listener=%s peer=%s reason=%s state=%u", lname(s), peer_str(s, p, sizeof(p)), reason,
+        (unsigned)s->state);
+    session_free(s);
+}
+
+void session_close_all(struct worker *w)
+{
+    while (w->sessions != NULL)
+        session_close(w->sessions, "shutdown");
+}
+
+static struct buf *dir_buf(struct session *s, enum session_dir dir)
+{
+    return dir == SESSION_C2S ? &s->c2s : &s->s2c;
+}
+
+int session_forward(struct session *s, enum session_dir dir, size_t n)
+{
+    struct buf *b = dir_buf(s, dir);
+    if (n > buf_pending(b))
+        return SW_ERROR;
+    buf_forward(b, (uint32_t)n);
+    return SW_OK;
+}
+
+int session_drop(struct session *s, enum session_dir dir, size_t n)
+{
+    struct buf *b = dir_buf(s, dir);
+    if (n > buf_pending(b))
+        return SW_ERROR;
+    buf_drop(b, (uint32_t)n);
+    return SW_OK;
+}
+
+int session_insert(struct session *s, enum session_dir dir, const uint8_t *data, size_t len)
+{
+    if (len > UINT32_MAX)
+        return SW_ERROR;
+    return buf_insert(dir_buf(s, dir), data, (uint32_t)len);
+}
+
+/* --- timers ---------------------------------------------------------------------------- */
+
+static void session_arm(struct session *s, double after)
+{
+    ev_timer_stop(s->w->loop, &s->timer);
+    ev_timer_set(&s->timer, after, 0.);
+    ev_timer_start(s->w->loop, &s->timer);
+}
+
+static void session_set_state(struct session *s, enum session_state st)
+{
+    const struct config_timeouts *t = &s->rl->cfg->timeouts;
+    s->state = (uint8_t)st;
+    switch (st) {
+    case ST_PROXY:
+    case ST_CLIENT_HS:
+        session_arm(s, t->handshake);
+        break;
+    case ST_CONNECT:
+    case ST_UP_HS:
+        session_arm(s, t->connect);
+        break;
+    case ST_RELAY:
+        s->last_active = ev_now(s->w->loop);
+        session_arm(s, t->idle);
+        break;
+    }
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct session *s = t->data;
+    struct worker *w = s->w;
+    char p[80];
+    enum metrics_timeout kind = METRICS_TIMEOUT_HANDSHAKE;
+    switch (s->state) {
+    case ST_RELAY: {
+        /* lazy idle timer: I/O only stamps last_active; re-arm for what is left */
+        double left = s->last_active + s->rl->cfg->timeouts.idle - ev_now(loop);
+        if (left > 0.001) {
+            session_arm(s, left);
+            return;
+        }
+        kind = METRICS_TIMEOUT_IDLE;
+        break;
+    }
+    case ST_CONNECT:
+        kind = METRICS_TIMEOUT_CONNECT;
+        metrics_inc(w->ms, METRIC_CONNECTIONS_REJECTED, s->lidx, METRICS_REJECT_UPSTREAM_DOWN);
+        break;
+    case ST_CLIENT_HS:
+        metrics_inc(w->ms, METRIC_TLS_FAILURES, s->lidx, METRICS_TLS_TIMEOUT);
+        break;
+    case ST_UP_HS:
+        metrics_inc(w->ms, METRIC_TLS_FAILURES, s->lidx, METRICS_TLS_TIMEOUT);
+        break;
+    default:
+        break;
+    }
+    static const char *const kinds[] = {"connect", "handshake", "idle"};
+    metrics_inc(w->ms, METRIC_TIMEOUTS, s->lidx, kind);
+    LOG(LOG_MOD_SESSION, LOG_LEVEL_INFO, w->id, s->id, "timeout", "listener=%s peer=%s kind=%s",
+        lname(s), peer_str(s, p, sizeof(p)), kinds[kind]);
+    session_close(s, "timeout");
+}
+
+/* --- interest -------------------------------------------------------------------------- */
+
+static void leg_set_events(struct session *s, struct leg *l, int ev)
+{
+    if (l->x.ops == NULL || l->x.fd == -1)
+        ev = 0;
+    if ((uint8_t)ev == l->events)
+        return;
+    ev_io_stop(s->w->loop, &l->io);
+    if (ev != 0) {
+        ev_io_set(&l->io, l->x.fd, ev);
+        ev_io_start(s->w->loop, &l->io);
+    }
+    l->events = (uint8_t)ev;
+}
+
+static bool may_read(const struct leg *src, struct buf *b, uint32_t hiwm)
+{
+    return !src->rd_eof && !buf_above(b, hiwm);
+}
+
+static bool may_write(const struct leg *dst, const struct leg *src, const struct buf *b)
+{
+    return buf_ready(b) > 0 || (src->rd_eof && buf_len(b) == 0 && !dst->shut);
+}
+
+/* Recomputes both legs' interest from the state and the buffers. */
+static void session_update_io(struct session *s)
+{
+    int ce = 0, ue = 0;
+    uint32_t hiwm = s->rl->cfg->limits.high_watermark;
+    switch (s->state) {
+    case ST_PROXY:
+        ce = EV_READ;
+        break;
+    case ST_CLIENT_HS:
+        ce = s->cl.x.hs_need;
+        break;
+    case ST_CONNECT:
+        ue = EV_WRITE;
+        break;
+    case ST_UP_HS:
+        ue = s->up.x.hs_need;
+        break;
+    case ST_RELAY:
+        if (may_read(&s->cl, &s->c2s, hiwm))
+            ce |= s->cl.x.rd_need;
+        if (may_write(&s->cl, &s->up, &s->s2c))
+            ce |= s->cl.x.wr_need;
+        if (may_read(&s->up, &s->s2c, hiwm))
+            ue |= s->up.x.rd_need;
+        if (may_write(&s->up, &s->cl, &s->c2s))
+            ue |= s->up.x.wr_need;
+        break;
+    }
+    leg_set_events(s, &s->cl, ce);
+    leg_set_events(s, &s->up, ue);
+}
+
+static void client_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct session *s = io->data;
+    s->cl.ready |= (uint8_t)(revents & (EV_READ | EV_WRITE));
+    session_run(s);
+}
+
+static void upstream_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct session *s = io->data;
+    s->up.ready |= (uint8_t)(revents & (EV_READ | EV_WRITE));
+    session_run(s);
+}
+
+/* --- steps: each returns SW_OK (state advanced), SW_AGAIN (wait), SW_ERROR (counted and
+ * logged; the caller closes) ------------------------------------------------------------ */
+
+static int step_proxy(struct session *s)
+{
+    struct worker *w = s->w;
+    struct buf *b = &s->c2s;
+    char p[80];
+    if (buf_reserve(b) != SW_OK)
+        return SW_ERROR;
+    for (;;) {
+        uint32_t have = buf_len(b), space = buf_space(b);
+        if (space == 0)
+            goto bad_header;
+        /* peek so that nothing past the header is ever taken off the socket: what follows
+         * (a ClientHello) must reach OpenSSL through the descriptor */
+        ssize_t n = recv(s->cl.x.fd, buf_space_ptr(b), space, MSG_PEEK);
+        if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+            s->cl.ready &= (uint8_t)~EV_READ;
+            return SW_AGAIN;
+        }
+        if (n <= 0) {
+            metrics_inc(w->ms, METRIC_CONNECTIONS_REJECTED, s->lidx, METRICS_REJECT_PROXY_HEADER);
+            LOG(LOG_MOD_PROXYPROTO, LOG_LEVEL_INFO, w->id, s->id, "proxy_header_eof",
+                "listener=%s peer=%s", lname(s), peer_str(s, p, sizeof(p)));
+            return SW_ERROR;
+        }
+        struct proxyproto_parser pp;
+        struct proxyproto_result res;
+        proxyproto_parser_init(&pp);
+        ssize_t r = proxyproto_parse(&pp, b->data + b->head, have + (size_t)n, &res);
+        if (r < 0) {
+            metrics_inc(w->ms, METRIC_CONNECTIONS_REJECTED, s->lidx, METRICS_REJECT_PROXY_HEADER);
+            LOG(LOG_MOD_PROXYPROTO, LOG_LEVEL_INFO, w->id, s->id, "proxy_header_bad",
+                "listener=%s peer=%s reason=%s pos=%zu", lname(s), peer_str(s, p, sizeof(p)),
+                pp.err != NULL ? pp.err : "?", pp.err_pos);
+            return SW_ERROR;
+        }
+        size_t take = r > 0 ? (size_t)r - have : (size_t)n;
+        ssize_t got = recv(s->cl.x.fd, buf_space_ptr(b), take, 0);
+        if (got != (ssize_t)take)
+            return SW_ERROR;
+        buf_produce(b, (uint32_t)got);
+        if (r == 0)
+            continue;
+        if (!res.local && res.src_len > 0 && res.src_len <= sizeof(s->peer)) {
+            memcpy(&s->peer, &res.src, res.src_len);
+            memcpy(&s->local, &res.dst, res.dst_len);
+        }
+        buf_forward(b, buf_pending(b));
+        buf_consume(b, buf_ready(b));
+        buf_release_if_empty(b);
+        /* the per-IP limit applies to the real client, known only now */
+        if (!res.local) {
+            if (!iptable_acquire(w->sh->iptable, s->lidx, &s->peer.sa,
+                                 s->rl->cfg->limits.max_per_ip)) {
+                metrics_inc(w->ms, METRIC_CONNECTIONS_REJECTED, s->lidx,
+                            METRICS_REJECT_PER_IP_LIMIT);
+                LOG(LOG_MOD_SESSION, LOG_LEVEL_INFO, w->id, s->id, "per_ip_limit",
+                    "listener=%s peer=%s", lname(s), peer_str(s, p, sizeof(p)));
+                return SW_ERROR;
+            }
+            s->ip_held = true;
+        }
+        return SW_OK;
+    }
+bad_header:
+    metrics_inc(w->ms, METRIC_CONNECTIONS_REJECTED, s->lidx, METRICS_REJECT_PROXY_HEADER);
+    return SW_ERROR;
+}
+
+static void tls_failed(struct session *s, struct leg *l, enum metrics_tls_reason r)
+{
+    char p[80];
+    metrics_inc(s->w->ms, METRIC_TLS_FAILURES, s->lidx, r);
+    LOG(LOG_MOD_TLS, LOG_LEVEL_INFO, s->w->id, s->id, "tls_handshake_failed",
+        "listener=%s peer=%s leg=%s reason=%s", lname(s), peer_str(s, p, sizeof(p)),
+        l == &s->cl ? "client" : "upstream", tls_reason_name(r));
+}
+
+static int step_client_hs(struct session *s)
+{
+    struct leg *l = &s->cl;
+    if (!s->tls_peeked) {
+        /* one byte tells a TLS record (0x16 handshake) from garbage or plaintext, which
+         * OpenSSL reports under assorted reasons */
+        uint8_t c;
+        ssize_t n = recv(l->x.fd, &c, 1, MSG_PEEK);
+        if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+            l->ready &= (uint8_t)~EV_READ;
+            return SW_AGAIN;
+        }
+        if (n <= 0 || c != 0x16) {
+            tls_failed(s, l, n <= 0 ? METRICS_TLS_EOF : METRICS_TLS_NOT_TLS);
+            return SW_ERROR;
+        }
+        s->tls_peeked = true;
+    }
+    if (!(l->ready & l->x.hs_need))
+        return SW_AGAIN;
+    int rc = l->x.ops->handshake(&l->x);
+    if (rc == SW_AGAIN) {
+        l->ready &= (uint8_t)~l->x.hs_need;
+        return SW_AGAIN;
+    }
+    if (rc != SW_OK) {
+        tls_failed(s, l, tls_failure_reason(l->x.ssl));
+        return SW_ERROR;
+    }
+    metrics_inc(s->w->ms, METRIC_TLS_HANDSHAKES, s->lidx, METRICS_LEG_CLIENT);
+    LOG(LOG_MOD_TLS, LOG_LEVEL_DEBUG, s->w->id, s->id, "tls_handshake",
+        "leg=client version=%s cipher=%s resumed=%d", SSL_get_version(l->x.ssl),
+        SSL_get_cipher_name(l->x.ssl), SSL_session_reused(l->x.ssl));
+    return SW_OK;
+}
+
+static void upstream_down(struct session *s, int err)
+{
+    char p[80];
+    metrics_inc(s->w->ms, METRIC_CONNECTIONS_REJECTED, s->lidx, METRICS_REJECT_UPSTREAM_DOWN);
+    LOG(LOG_MOD_SESSION, LOG_LEVEL_WARN, s->w->id, s->id, "upstream_down",
+        "listener=%s peer=%s upstream=%s error=%s", lname(s), peer_str(s, p, sizeof(p)),
+        s->rl->cfg->upstream.address, strerror(err));
+}
+
+/* Starts the non-blocking connect. SW_OK (connected or in progress) or SW_ERROR. */
+static int start_connect(struct session *s)
+{
+    const struct config_upstream *u = &s->rl->cfg->upstream;
+    int one = 1;
+    int fd = socket(u->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        upstream_down(s, errno);
+        return SW_ERROR;
+    }
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    xprt_init_plain(&s->up.x, fd);
+    if (connect(fd, (const struct sockaddr *)&u->addr, u->addr_len) == -1 && errno != EINPROGRESS) {
+        upstream_down(s, errno);
+        return SW_ERROR;
+    }
+    return SW_OK;
+}
+
+static int send_proxy_v2(struct session *s)
+{
+    uint8_t hdr[512];
+    struct proxyproto_tlvs tlvs = {0};
+    SSL *ssl = s->cl.x.ssl;
+    if (ssl != NULL) {
+        tlvs.ssl = true;
+        tlvs.ssl_client = PP2_CLIENT_SSL;
+        tlvs.ssl_version = SSL_get_version(ssl);
+        tlvs.ssl_cipher = SSL_get_cipher_name(ssl);
+        tlvs.authority = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    }
+    bool have_addr = s->peer.sa.sa_family != AF_UNSPEC && s->local.sa.sa_family != AF_UNSPEC;
+    ssize_t n =
+        proxyproto_build_v2(hdr, sizeof(hdr), have_addr ? &s->peer.sa : NULL, &s->local.sa, &tlvs);
+    if (n < 0)
+        return SW_ERROR;
+    /* the socket buffer of a fresh connection always takes a few hundred bytes */
+    ssize_t put = send(s->up.x.fd, hdr, (size_t)n, MSG_NOSIGNAL);
+    if (put != n) {
+        upstream_down(s, put == -1 ? errno : EAGAIN);
+        return SW_ERROR;
+    }
+    return SW_OK;
+}
+
+static int step_connect(struct session *s)
+{
+    if (!(s->up.ready & EV_WRITE))
+        return SW_AGAIN;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(s->up.x.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        err = errno;
+    if (err == EINPROGRESS || err == EALREADY) {
+        s->up.ready &= (uint8_t)~EV_WRITE;
+        return SW_AGAIN;
+    }
+    if (err != 0) {
+        upstream_down(s, err);
+        return SW_ERROR;
+    }
+    const struct config_upstream *u = &s->rl->cfg->upstream;
+    if (u->send_proxy && send_proxy_v2(s) != SW_OK)
+        return SW_ERROR;
+    if (u->tls) {
+        SSL *ssl = tls_client_ssl_new(s->rl->client_ctx, u->server_name);
+        if (ssl == NULL)
+            return SW_ERROR;
+        struct worker *w = s->w;
+        SSL_set_app_data(ssl, s);
+        if (w->up_sess[s->lidx] != NULL && w->up_sess_gen[s->lidx] == s->rt->generation)
+            SSL_set_session(ssl, w->up_sess[s->lidx]);
+        int fd = s->up.x.fd;
+        xprt_init_tls(&s->up.x, fd, ssl, 0);
+    }
+    return SW_OK;
+}
+
+int session_upstream_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct session *s = SSL_get_app_data(ssl);
+    if (s == NULL || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    struct worker *w = s->w;
+    SSL_SESSION_free(w->up_sess[s->lidx]);
+    w->up_sess[s->lidx] = sess;
+    w->up_sess_gen[s->lidx] = s->rt->generation;
+    return 1;
+}
+
+static int step_up_hs(struct session *s)
+{
+    struct leg *l = &s->up;
+    if (!(l->ready & l->x.hs_need))
+        return SW_AGAIN;
+    int rc = l->x.ops->handshake(&l->x);
+    if (rc == SW_AGAIN) {
+        l->ready &= (uint8_t)~l->x.hs_need;
+        return SW_AGAIN;
+    }
+    if (rc != SW_OK) {
+        tls_failed(s, l, tls_failure_reason(l->x.ssl));
+        return SW_ERROR;
+    }
+    metrics_inc(s->w->ms, METRIC_TLS_HANDSHAKES, s->lidx, METRICS_LEG_UPSTREAM);
+    LOG(LOG_MOD_TLS, LOG_LEVEL_DEBUG, s->w->id, s->id, "tls_handshake",
+        "leg=upstream version=%s cipher=%s resumed=%d", SSL_get_version(l->x.ssl),
+        SSL_get_cipher_name(l->x.ssl), SSL_session_reused(l->x.ssl));
+    return SW_OK;
+}
+
+/* --- relay ----------------------------------------------------------------------------- */
+
+/* Reads from src into b. Returns 1 on progress, 0 if nothing could be done, SW_ERROR. */
+static int relay_read(struct session *s, struct leg *src, struct buf *b, enum session_dir dir)
+{
+    if (src->rd_eof || !(src->ready & src->x.rd_need) ||
+        buf_above(b, s->rl->cfg->limits.high_watermark))
+        return 0;
+    if (buf_reserve(b) != SW_OK)
+        return SW_ERROR;
+    uint32_t space = buf_space(b);
+    if (space == 0)
+        return 0;
+    ssize_t n = src->x.ops->read(&src->x, buf_space_ptr(b), space);
+    if (n == SW_AGAIN) {
+        src->ready &= (uint8_t)~src->x.rd_need;
+        buf_release_if_empty(b);
+        return 0;
+    }
+    if (n < 0)
+        return SW_ERROR;
+    s->last_active = ev_now(s->w->loop);
+    if (n == 0) {
+        src->rd_eof = true;
+        /* bytes the protocol never completed cannot be judged any more */
+        buf_drop(b, buf_pending(b));
+        buf_release_if_empty(b);
+        return 1;
+    }
+    buf_produce(b, (uint32_t)n);
+    metrics_add(s->w->ms, METRIC_BYTES, s->lidx,
+                dir == SESSION_C2S ? METRICS_DIR_C2S : METRICS_DIR_S2C, (uint64_t)n);
+    if (s->proto->on_data == NULL) {
+        buf_forward(b, buf_pending(b));
+    } else if (s->proto->on_data(s, s->proto_state, dir, buf_pending_ptr(b), buf_pending(b)) !=
+               SW_OK) {
+        return SW_ERROR;
+    }
+    return 1;
+}
+
+/* Writes b's ready bytes to dst, or ends dst's direction once src ended and b drained. */
+static int relay_write(struct session *s, struct leg *dst, struct leg *src, struct buf *b)
+{
+    if (!may_write(dst, src, b) || !(dst->ready & dst->x.wr_need))
+        return 0;
+    if (buf_ready(b) == 0) {
+        int rc = dst->x.ops->shutdown(&dst->x);
+        if (rc == SW_AGAIN) {
+            dst->ready &= (uint8_t)~dst->x.wr_need;
+            return 0;
+        }
+        if (rc != SW_OK)
+            return SW_ERROR;
+        dst->shut = true;
+        return 1;
+    }
+    ssize_t n = dst->x.ops->write(&dst->x, buf_ready_ptr(b), buf_ready(b));
+    if (n == SW_AGAIN) {
+        dst->ready &= (uint8_t)~dst->x.wr_need;
+        return 0;
+    }
+    if (n < 0)
+        return SW_ERROR;
+    buf_consume(b, (uint32_t)n);
+    buf_release_if_empty(b);
+    s->last_active = ev_now(s->w->loop);
+    return 1;
+}
+
+/* Moves bytes both ways until nothing progresses (bounded, for fairness between sessions;
+ * a leg left ready keeps its interest, so the loop comes back). SW_OK, SW_DECLINED when both
+ * directions are finished, SW_ERROR. */
+static int relay(struct session *s)
+{
+    int i;
+    for (i = 0; i < 16; i++) {
+        int p = 0, rc;
+        if ((rc = relay_read(s, &s->cl, &s->c2s, SESSION_C2S)) < 0)
+            return SW_ERROR;
+        p |= rc;
+        if ((rc = relay_write(s, &s->up, &s->cl, &s->c2s)) < 0)
+            return SW_ERROR;
+        p |= rc;
+        if ((rc = relay_read(s, &s->up, &s->s2c, SESSION_S2C)) < 0)
+            return SW_ERROR;
+        p |= rc;
+        if ((rc = relay_write(s, &s->cl, &s->up, &s->s2c)) < 0)
+            return SW_ERROR;
+        p |= rc;
+        if (p == 0)
+            break;
+    }
+    /* Stopped while still progressing: bytes may sit inside OpenSSL where no socket event
+     * announces them, so come back on the next loop iteration (ev_io_stop in session_free
+     * cancels this). */
+    if (i == 16)
+        ev_feed_event(s->w->loop, &s->cl.io, EV_CUSTOM);
+    if (s->cl.rd_eof && s->up.shut && s->up.rd_eof && s->cl.shut)
+        return SW_DECLINED;
+    return SW_OK;
+}
+
+static void session_run(struct session *s)
+{
+    int rc = SW_OK;
+    const char *why = "error";
+    for (;;) {
+        enum session_state st = (enum session_state)s->state;
+        switch (st) {
+        case ST_PROXY:
+            rc = step_proxy(s);
+            why = "proxy_header";
+            if (rc == SW_OK)
+                session_set_state(s,
+                                  s->rl->cfg->tls == CONFIG_TLS_DIRECT ? ST_CLIENT_HS : ST_CONNECT);
+            break;
+        case ST_CLIENT_HS:
+            if (s->cl.x.ssl == NULL) {
+                SSL *ssl = tls_server_ssl_new((struct tls_server *)&s->rl->server);
+                if (ssl == NULL) {
+                    rc = SW_ERROR;
+                    break;
+                }
+                int fd = s->cl.x.fd;
+                xprt_init_tls(&s->cl.x, fd, ssl, 1);
+            }
+            rc = step_client_hs(s);
+            why = "client_tls";
+            if (rc == SW_OK)
+                session_set_state(s, ST_CONNECT);
+            break;
+        case ST_CONNECT:
+            if (s->up.x.ops == NULL) {
+                rc = start_connect(s);
+                why = "upstream_down";
+                if (rc != SW_OK)
+                    break;
+                s->up.ready = 0;
+            }
+            rc = step_connect(s);
+            why = "upstream_down";
+            if (rc == SW_OK) {
+                s->up.ready = EV_READ | EV_WRITE;
+                session_set_state(s, s->rl->cfg->upstream.tls ? ST_UP_HS : ST_RELAY);
+            }
+            break;
+        case ST_UP_HS:
+            rc = step_up_hs(s);
+            why = "upstream_tls";
+            if (rc == SW_OK)
+                session_set_state(s, ST_RELAY);
+            break;
+        case ST_RELAY:
+            errno = 0;
+            rc = relay(s);
+            why = "io_error";
+            if (rc == SW_DECLINED) {
+                session_close(s, "done");
+                return;
+            }
+            if (rc == SW_OK)
+                rc = SW_AGAIN;
+            break;
+        }
+        if (rc == SW_ERROR) {
+            if (st == ST_RELAY) {
+                /* reset by a peer, TLS record error: the other failures logged already */
+                char p[80];
+                LOG(LOG_MOD_SESSION, LOG_LEVEL_INFO, s->w->id, s->id, "relay_error",
+                    "listener=%s peer=%s error=%s", lname(s), peer_str(s, p, sizeof(p)),
+                    errno != 0 ? strerror(errno) : "tls");
+            }
+            session_close(s, why);
+            return;
+        }
+        if (rc == SW_AGAIN)
+            break;
+    }
+    session_update_io(s);
+}
+
+int session_new(struct worker *w, unsigned lidx, int fd, const struct sockaddr *peer,
+                socklen_t peer_len, bool ip_held)
+{
+    const struct runtime_listener *rl = &w->rt->listeners[lidx];
+    struct session *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        close(fd);
+        if (ip_held)
+            iptable_release(w->sh->iptable, lidx, peer);
+        return SW_ERROR;
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s->w = w;
+    s->rt = runtime_ref(w->rt);
+    s->rl = rl;
+    s->proto = proto_for(rl->cfg->proto);
+    s->id = ++w->next_conn_id;
+    s->lidx = (uint16_t)lidx;
+    s->ip_held = ip_held;
+    if (peer_len <= sizeof(s->peer))
+        memcpy(&s->peer, peer, peer_len);
+    socklen_t ll = sizeof(s->local);
+    if (getsockname(fd, &s->local.sa, &ll) == -1)
+        s->local.sa.sa_family = AF_UNSPEC;
+    xprt_init_plain(&s->cl.x, fd);
+    s->up.x.fd = -1;
+    s->cl.ready = EV_READ | EV_WRITE;
+    buf_init(&s->c2s, rl->cfg->limits.buffer_size);
+    buf_init(&s->s2c, rl->cfg->limits.buffer_size);
+    ev_io_init(&s->cl.io, client_io_cb, fd, EV_READ);
+    ev_io_init(&s->up.io, upstream_io_cb, -1, EV_READ);
+    s->cl.io.data = s->up.io.data = s;
+    ev_init(&s->timer, timer_cb);
+    s->timer.data = s;
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+    w->n_sessions++;
+    metrics_inc(w->ms, METRIC_CONNECTIONS_TOTAL, lidx, 0);
+    metrics_add(w->ms, METRIC_CONNECTIONS_CURRENT, lidx, 0, 1);
+    if (s->proto == NULL ||
+        (s->proto->open != NULL && s->proto->open(s, &s->proto_state) != SW_OK)) {
+        session_close(s, "protocol");
+        return SW_OK;
+    }
+    if (log_enabled(LOG_MOD_SESSION, LOG_LEVEL_DEBUG)) {
+        char p[80];
+        LOG(LOG_MOD_SESSION, LOG_LEVEL_DEBUG, w->id, s->id, "conn_open", "listener=%s peer=%s",
+            lname(s), peer_str(s, p, sizeof(p)));
+    }
+    enum session_state first = ST_CONNECT;
+    if (rl->cfg->n_proxy_from > 0 &&
+        config_cidr_match(rl->cfg->proxy_from, rl->cfg->n_proxy_from, peer))
+        first = ST_PROXY;
+    else if (rl->cfg->tls == CONFIG_TLS_DIRECT)
+        first = ST_CLIENT_HS;
+    session_set_state(s, first);
+    session_run(s);
+    return SW_OK;
+}

@@ -1,20 +1,48 @@
 #!/bin/sh
-# Installs what is missing, builds, and runs spimwall's main job.
+# Installs what is missing, builds, and starts spimwall on the shipped default config
+# (conf/spimwall.conf): loopback ports only, a self-signed certificate made on first run in
+# run/, no root needed once the packages are installed.
 #
-# Today that is the offline classifier: spimwall-scan replays the sample conversation in
-# conf/samples/conversation.jsonl through the default rules and the reputation cache and prints
-# one verdict per message. Extra arguments go to spimwall-scan (e.g. a JSON-lines file of yours).
+# Behind it, on 127.0.0.1:15200, a private Prosody (state in run/prosody) with two accounts,
+# so that a real XMPP client can log in through spimwall right away. spimwall runs in the
+# foreground; Ctrl-C (SIGINT) drains it and stops Prosody too.
+#
+#   ./scripts/run.sh          start the proxy
+#   ./scripts/run.sh scan     replay conf/samples/conversation.jsonl through spimwall-scan
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$JOBS" --target spimwall-scan
+cmake --build build -j "$JOBS" --target spimwall spimwall-scan
 
 mkdir -p run
-if [ "$#" -eq 0 ]; then
-    set -- conf/samples/conversation.jsonl
+if [ "${1:-}" = "scan" ]; then
+    shift
+    [ "$#" -gt 0 ] || set -- conf/samples/conversation.jsonl
+    exec ./build/spimwall-scan --rules conf/rules --lists conf/lists --cache run/rules.hsdb "$@"
 fi
-echo "== spimwall-scan: rules conf/rules, lists conf/lists, input $* ==" >&2
-exec ./build/spimwall-scan --rules conf/rules --lists conf/lists --cache run/rules.hsdb "$@"
+
+if [ ! -f run/cert.pem ]; then
+    echo "run.sh: creating a self-signed certificate for localhost in run/" >&2
+    openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost -keyout run/key.pem -out run/cert.pem 2>/dev/null
+fi
+./build/spimwall --check-config conf/spimwall.conf
+
+./scripts/prosody-local.sh start run/prosody 15200 alice:alice-secret bob:bob-secret
+trap './scripts/prosody-local.sh stop run/prosody' EXIT INT TERM
+
+cat >&2 <<MSG
+
+spimwall is starting (conf/spimwall.conf). Connect an XMPP client:
+  server 127.0.0.1 port 15222 (plain TCP relay; STARTTLS end to end with Prosody)
+  accounts alice@localhost / alice-secret and bob@localhost / bob-secret
+  127.0.0.1:15223 is the same relay with TLS terminated by spimwall (run/cert.pem); it is
+  a generic TCP listener, so XMPP clients belong on 15222 until the xmpp-c2s listener lands
+  metrics: http://127.0.0.1:9464/metrics   health: http://127.0.0.1:9464/healthz
+Stop with Ctrl-C.
+
+MSG
+./build/spimwall -c conf/spimwall.conf

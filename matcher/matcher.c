@@ -27,6 +27,20 @@
 #define MATCHER_ADDR_MAX 3072
 /* Distinct hits kept per message; more are still scored (see struct verdict). */
 #define MATCHER_MAX_HITS 64
+#define MATCHER_FIELD_CACHE_CEIL (1u << 20)
+/* Rule ids one cached field result holds; a field with more hits is simply not cached. */
+#define FCACHE_IDS 5
+
+/* Results of scanning a short field (sender, domain, URL): which rules of that field's target
+ * hit. Senders and link domains repeat heavily in IM traffic, and every hs_scan call has a
+ * fixed cost that dwarfs a 20-byte field, so a small direct-mapped per-thread cache removes
+ * most of those scans. Keys are salted 64-bit hashes of (target, bytes); cleared whenever the
+ * thread moves to another matcher (another database). */
+struct fcache_entry {
+    uint64_t key; /* 0: empty */
+    uint32_t ids[FCACHE_IDS];
+    uint8_t n;
+};
 
 struct matcher {
     atomic_int refs;
@@ -56,6 +70,10 @@ struct matcher_ctx {
     struct url_set *urls;
     unsigned urls_max;
     size_t urls_arena;
+    struct fcache_entry *fcache;
+    unsigned fcache_slots;
+    uint32_t fids[FCACHE_IDS]; /* hits of the field being scanned, for the cache */
+    unsigned n_fids;           /* > FCACHE_IDS: too many to cache */
     char addr[MATCHER_ADDR_MAX];
     char rcpt[MATCHER_ADDR_MAX];
 
@@ -80,6 +98,7 @@ void matcher_config_defaults(struct matcher_config *cfg)
     cfg->max_urls = 16;
     cfg->max_text = 65536;
     cfg->url_arena = 8192;
+    cfg->field_cache_slots = 4096;
     cfg->score_domain_block = 10;
     cfg->score_domain_allow = -2;
     cfg->score_sender_block = 20;
@@ -120,6 +139,10 @@ int matcher_config_check(const struct matcher_config *cfg, struct sw_err *err)
     if (cfg->max_text < 64 || cfg->max_text > MATCHER_MAX_TEXT_CEIL)
         return sw_err_set(err, "matcher: max_text must be 64..%u bytes (got %zu)",
                           MATCHER_MAX_TEXT_CEIL, cfg->max_text);
+    if (cfg->field_cache_slots > MATCHER_FIELD_CACHE_CEIL ||
+        (cfg->field_cache_slots & (cfg->field_cache_slots - 1)) != 0)
+        return sw_err_set(err, "matcher: field_cache_slots must be 0 or a power of two up to %u "
+                               "(got %u)", MATCHER_FIELD_CACHE_CEIL, cfg->field_cache_slots);
     if (cfg->url_arena < 256 || cfg->url_arena > MATCHER_URL_ARENA_CEIL)
         return sw_err_set(err, "matcher: url_arena must be 256..%u bytes (got %zu)",
                           MATCHER_URL_ARENA_CEIL, cfg->url_arena);
@@ -211,6 +234,7 @@ void matcher_ctx_free(struct matcher_ctx *ctx)
     if (ctx->scratch != NULL)
         hs_free_scratch(ctx->scratch);
     free(ctx->stamp);
+    free(ctx->fcache);
     free(ctx->norm);
     url_set_free(ctx->urls);
     free(ctx);
@@ -249,6 +273,19 @@ static int ctx_prepare(struct matcher_ctx *ctx, const struct matcher *m, struct 
         memset(ctx->stamp, 0, ctx->stamp_cap * sizeof(*ctx->stamp));
     }
     ctx->gen = 0;
+    if (ctx->fcache_slots != m->cfg.field_cache_slots) {
+        free(ctx->fcache);
+        ctx->fcache = NULL;
+        ctx->fcache_slots = 0;
+        if (m->cfg.field_cache_slots > 0) {
+            ctx->fcache = calloc(m->cfg.field_cache_slots, sizeof(*ctx->fcache));
+            if (ctx->fcache == NULL)
+                return sw_err_set(err, "matcher: out of memory");
+            ctx->fcache_slots = m->cfg.field_cache_slots;
+        }
+    } else if (ctx->fcache != NULL) {
+        memset(ctx->fcache, 0, ctx->fcache_slots * sizeof(*ctx->fcache));
+    }
     if (m->cfg.max_text > ctx->norm_cap) {
         char *n = malloc(m->cfg.max_text);
         if (n == NULL)
@@ -271,28 +308,39 @@ static int ctx_prepare(struct matcher_ctx *ctx, const struct matcher *m, struct 
     return SW_OK;
 }
 
-static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
-                    unsigned int flags, void *arg)
+/* Counts rule id as a hit of the field being scanned (deduplicated per message). */
+static void record_hit(struct matcher_ctx *ctx, unsigned id)
 {
-    struct matcher_ctx *ctx = arg;
     const struct rule *r = &ctx->rs->rules[id];
-
-    (void)from;
-    (void)to;
-    (void)flags;
-    if (r->target != ctx->target || ctx->stamp[id] == ctx->gen)
-        return 0;
+    if (ctx->stamp[id] == ctx->gen)
+        return;
     ctx->stamp[id] = ctx->gen;
     if (ctx->n_hits == MATCHER_MAX_HITS) {
         ctx->hits_dropped++;
         if (r->kind == RULE_KIND_RULE)
             ctx->dropped_score += r->score;
-        return 0;
+        return;
     }
     struct hit *h = &ctx->hits[ctx->n_hits++];
     h->id = id;
     h->detail = (ctx->target == RULE_URL || ctx->target == RULE_DOMAIN) ? ctx->field : NULL;
     h->detail_len = ctx->field_len;
+}
+
+static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
+                    unsigned int flags, void *arg)
+{
+    struct matcher_ctx *ctx = arg;
+
+    (void)from;
+    (void)to;
+    (void)flags;
+    if (ctx->rs->rules[id].target != ctx->target)
+        return 0;
+    if (ctx->n_fids < FCACHE_IDS)
+        ctx->fids[ctx->n_fids] = id;
+    ctx->n_fids++;
+    record_hit(ctx, id);
     return 0;
 }
 
@@ -304,10 +352,28 @@ static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rul
     ctx->target = target;
     ctx->field = s;
     ctx->field_len = (uint32_t)len;
+
+    struct fcache_entry *e = NULL;
+    uint64_t key = 0;
+    if (target != RULE_BODY && ctx->fcache != NULL) {
+        key = sw_hash64(s, len, m->salt ^ (0xf1e1dull + target)) | 1;
+        e = &ctx->fcache[key & (ctx->fcache_slots - 1)];
+        if (e->key == key) {
+            for (unsigned i = 0; i < e->n; i++)
+                record_hit(ctx, e->ids[i]);
+            return SW_OK;
+        }
+    }
+    ctx->n_fids = 0;
     hs_error_t rc = hs_scan(hsdb_handle(m->db), s, (unsigned int)len, 0, ctx->scratch, on_match,
                             ctx);
     if (rc != HS_SUCCESS)
         return sw_err_set(err, "matcher: hs_scan failed (%d)", (int)rc);
+    if (e != NULL && ctx->n_fids <= FCACHE_IDS) {
+        e->key = key;
+        e->n = (uint8_t)ctx->n_fids;
+        memcpy(e->ids, ctx->fids, ctx->n_fids * sizeof(ctx->fids[0]));
+    }
     return SW_OK;
 }
 
@@ -508,9 +574,12 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
         }
         add_reason(v, "REP_BAD_DOMAIN", cfg->score_bad_domain, d, dl);
     }
-    if (rm->sender != 0 && sig.sender_spam >= cfg->bad_sender_threshold)
+    /* History amplifies evidence; it does not flag a link-free "good morning" on its own (a
+     * hijacked account's owner keeps chatting while the worm spams). */
+    bool evidence = urls->n > 0 || v->score > 0;
+    if (evidence && rm->sender != 0 && sig.sender_spam >= cfg->bad_sender_threshold)
         add_reason_count(v, "REP_BAD_SENDER", cfg->score_bad_sender, sig.sender_spam);
-    if (rm->ip != 0 && sig.ip_spam >= cfg->bad_sender_threshold)
+    if (evidence && rm->ip != 0 && sig.ip_spam >= cfg->bad_sender_threshold)
         add_reason_count(v, "REP_BAD_IP", cfg->score_bad_sender, sig.ip_spam);
 }
 
@@ -560,7 +629,13 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
                 scan_field(ctx, m, RULE_DOMAIN, u->host, u->host_len, err) != SW_OK)
                 return SW_ERROR;
         }
-        out->fingerprint = text_fingerprint(ctx->norm, tn.len, spans, ctx->urls->n, &folded_len);
+        /* The folded fingerprint feeds fan-out and campaign counting only; other messages get
+         * a plain digest of the normalised text for the logs. */
+        if (rep != NULL && cfg->reputation && ctx->urls->n >= cfg->spread_min_urls)
+            out->fingerprint =
+                text_fingerprint(ctx->norm, tn.len, spans, ctx->urls->n, &folded_len);
+        else
+            out->fingerprint = sw_hash64(ctx->norm, tn.len, 0x6466u);
     }
 
     size_t sender_len = addr_fold(ctx->addr, msg->sender, msg->sender_len);

@@ -366,6 +366,62 @@ static void test_bad_domain_history(void **state)
     assert_string_equal(r->detail, "lure-host.example");
 }
 
+
+/* Cached short-field results must give exactly what a fresh scan gives. */
+static void test_field_cache_same_verdicts(void **state)
+{
+    struct fixture *f = *state;
+    struct matcher_config cfg;
+    struct sw_err err = {{0}};
+    matcher_config_defaults(&cfg);
+    cfg.field_cache_slots = 0;
+    struct matcher *nocache = matcher_new(f->db, &cfg, &err);
+    assert_non_null(nocache);
+    struct matcher_ctx *ctx2 = matcher_ctx_new();
+    const char *bodies[] = {"hello", "see http://files.evil.example/pics.zip",
+                            "mirror http://files.evil.example/pics.zip and www.other.example/",
+                            "exactly five"};
+    const char *senders[] = {"someone@evil.example", "BOT7@x.example", "a@x.example"};
+    for (unsigned round = 0; round < 3; round++) {
+        for (unsigned b = 0; b < 4; b++) {
+            for (unsigned si = 0; si < 3; si++) {
+                struct matcher_msg msg = {.sender = senders[si],
+                                          .sender_len = strlen(senders[si]),
+                                          .body = bodies[b],
+                                          .body_len = strlen(bodies[b]),
+                                          .now_ms = 1};
+                struct verdict a, c;
+                assert_int_equal(matcher_classify(f->ctx, f->m, NULL, &msg, &a, &err), SW_OK);
+                assert_int_equal(matcher_classify(ctx2, nocache, NULL, &msg, &c, &err), SW_OK);
+                assert_int_equal(a.action, c.action);
+                assert_true(a.score == c.score);
+                assert_int_equal(a.n_reasons, c.n_reasons);
+                for (unsigned i = 0; i < a.n_reasons; i++) {
+                    assert_string_equal(a.reasons[i].id, c.reasons[i].id);
+                    assert_string_equal(a.reasons[i].detail, c.reasons[i].detail);
+                }
+            }
+        }
+    }
+    matcher_ctx_free(ctx2);
+    matcher_unref(nocache);
+}
+
+/* A sender with spim history is not flagged for link-free chat, but is when it links. */
+static void test_history_needs_evidence(void **state)
+{
+    struct fixture *f = *state;
+    for (unsigned i = 0; i < 5; i++)
+        classify(f, "hijacked@x.example", "r@y.example", "exactly ten", 1000 + i, 0, true);
+    struct verdict v = classify(f, "hijacked@x.example", "r@y.example", "good morning!", 2000, 0,
+                                true);
+    assert_null(find_reason(&v, "REP_BAD_SENDER"));
+    assert_int_equal(v.action, VERDICT_PASS);
+    v = classify(f, "hijacked@x.example", "r2@y.example", "look https://example.org/x", 2001, 0,
+                 true);
+    assert_non_null(find_reason(&v, "REP_BAD_SENDER"));
+}
+
 static void test_config_check(void **state)
 {
     (void)state;
@@ -388,6 +444,11 @@ static void test_config_check(void **state)
     cfg.max_text = 1;
     assert_int_equal(matcher_config_check(&cfg, &err), SW_ERROR);
     assert_non_null(strstr(err.msg, "max_text"));
+
+    matcher_config_defaults(&cfg);
+    cfg.field_cache_slots = 1000;
+    assert_int_equal(matcher_config_check(&cfg, &err), SW_ERROR);
+    assert_non_null(strstr(err.msg, "field_cache_slots"));
 
     matcher_config_defaults(&cfg);
     cfg.fanout_threshold = 1;
@@ -524,6 +585,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_same_recipient_is_not_fanout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_campaign, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_domain_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_field_cache_same_verdicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_needs_evidence, setup, teardown),
         cmocka_unit_test(test_config_check),
         cmocka_unit_test(test_default_rules_samples),
     };

@@ -128,7 +128,7 @@ static size_t entity_decode(const char *s, size_t len, uint32_t *cp)
     size_t i = 2;
     uint32_t v = 0;
     unsigned digits = 0;
-    bool hex = s[2] == 'x';
+    bool hex = (s[2] | 0x20) == 'x'; /* HTML takes "&#X41;" too, and so do spimmers */
     if (hex)
         i++;
     for (; i < len && digits <= 8; i++, digits++) {
@@ -167,80 +167,75 @@ static bool is_unicode_space(uint32_t cp)
            cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000;
 }
 
-/* Cyrillic and Greek letters that look like Latin ones; 0 if cp is not one. */
+/* The look-alikes of the Greek and Cyrillic blocks (U+0370..U+052F) by offset, for the hot
+ * path: Russian or Greek text runs through here once per letter. Every index is a letter; 0
+ * means a letter of the script that does not pass for Latin. */
+#define SCRIPT_LO 0x0370u
+#define SCRIPT_HI 0x052fu
+static const char script_lookalike[SCRIPT_HI - SCRIPT_LO + 1] = {
+    [0x00f] = 'J', [0x021] = 'A', [0x022] = 'B', [0x025] = 'E', [0x026] = 'Z', [0x027] = 'H',
+    [0x029] = 'I', [0x02a] = 'K', [0x02c] = 'M', [0x02d] = 'N', [0x02f] = 'O', [0x031] = 'P',
+    [0x034] = 'T', [0x035] = 'Y', [0x037] = 'X', [0x041] = 'a', [0x049] = 'i', [0x04a] = 'k',
+    [0x04d] = 'v', [0x04f] = 'o', [0x051] = 'p', [0x055] = 'u', [0x057] = 'x', [0x082] = 'c',
+    [0x083] = 'j', [0x089] = 'C', [0x095] = 'S', [0x096] = 'I', [0x098] = 'J', [0x0a0] = 'A',
+    [0x0a2] = 'B', [0x0a5] = 'E', [0x0aa] = 'K', [0x0ac] = 'M', [0x0ad] = 'H', [0x0ae] = 'O',
+    [0x0b0] = 'P', [0x0b1] = 'C', [0x0b2] = 'T', [0x0b3] = 'Y', [0x0b5] = 'X', [0x0c0] = 'a',
+    [0x0c5] = 'e', [0x0ce] = 'o', [0x0d0] = 'p', [0x0d1] = 'c', [0x0d3] = 'y', [0x0d5] = 'x',
+    [0x0e5] = 's', [0x0e6] = 'i', [0x0e8] = 'j', [0x105] = 'v', [0x13e] = 'Y', [0x13f] = 'y',
+    [0x14a] = 'H', [0x14b] = 'h', [0x150] = 'I', [0x15f] = 'l', [0x190] = 'D', [0x191] = 'd',
+    [0x1aa] = 'Q', [0x1ab] = 'q', [0x1ac] = 'W', [0x1ad] = 'w',
+};
+/* Cyrillic, Greek and rare Latin letters that look like basic Latin ones; 0 if cp is not one. */
 static char confusable_ascii(uint32_t cp)
 {
+    if (cp >= SCRIPT_LO && cp <= SCRIPT_HI)
+        return script_lookalike[cp - SCRIPT_LO];
     switch (cp) {
-    /* Cyrillic small */
-    case 0x0430: return 'a';
-    case 0x0435: return 'e';
-    case 0x043e: return 'o';
-    case 0x0440: return 'p';
-    case 0x0441: return 'c';
-    case 0x0443: return 'y';
-    case 0x0445: return 'x';
-    case 0x0455: return 's';
-    case 0x0456: return 'i';
-    case 0x0458: return 'j';
-    case 0x04bb: return 'h';
-    case 0x04cf: return 'l';
-    case 0x0501: return 'd';
-    case 0x051b: return 'q';
-    case 0x051d: return 'w';
-    /* Cyrillic capital */
-    case 0x0405: return 'S';
-    case 0x0406: return 'I';
-    case 0x0408: return 'J';
-    case 0x0410: return 'A';
-    case 0x0412: return 'B';
-    case 0x0415: return 'E';
-    case 0x041a: return 'K';
-    case 0x041c: return 'M';
-    case 0x041d: return 'H';
-    case 0x041e: return 'O';
-    case 0x0420: return 'P';
-    case 0x0421: return 'C';
-    case 0x0422: return 'T';
-    case 0x0423: return 'Y';
-    case 0x0425: return 'X';
-    /* Greek */
-    case 0x03b1: return 'a';
-    case 0x03b9: return 'i';
-    case 0x03ba: return 'k';
-    case 0x03bd: return 'v';
-    case 0x03bf: return 'o';
-    case 0x03c1: return 'p';
-    case 0x03c5: return 'u';
-    case 0x0391: return 'A';
-    case 0x0392: return 'B';
-    case 0x0395: return 'E';
-    case 0x0396: return 'Z';
-    case 0x0397: return 'H';
-    case 0x0399: return 'I';
-    case 0x039a: return 'K';
-    case 0x039c: return 'M';
-    case 0x039d: return 'N';
-    case 0x039f: return 'O';
-    case 0x03a1: return 'P';
-    case 0x03a4: return 'T';
-    case 0x03a5: return 'Y';
-    case 0x03a7: return 'X';
-    /* Latin letters used only to imitate others */
-    case 0x0131: return 'i';
-    case 0x0251: return 'a';
-    case 0x0261: return 'g';
+    case 0x0131: return 'i'; /* dotless i */
+    case 0x0251: return 'a'; /* Latin alpha */
+    case 0x0261: return 'g'; /* script g */
     default:
         return 0;
     }
 }
 
-/* Mathematical alphanumeric symbols (bold, italic, script, ... A-Z a-z 0-9) to ASCII. */
+/* Letterlike symbols (U+2100 block) that fill the holes of the mathematical alphabets (script,
+ * fraktur, double-struck and italic letters that were encoded before them); "ℎttp" and "ℊoogle"
+ * are written with these. */
+static char letterlike_ascii(uint32_t cp)
+{
+    static const char map[0x40] = {
+        [0x02] = 'C', [0x07] = 'E', [0x0a] = 'g', [0x0b] = 'H', [0x0c] = 'H', [0x0d] = 'H',
+        [0x0e] = 'h', [0x0f] = 'h', [0x10] = 'I', [0x11] = 'I', [0x12] = 'L', [0x13] = 'l',
+        [0x15] = 'N', [0x19] = 'P', [0x1a] = 'Q', [0x1b] = 'R', [0x1c] = 'R', [0x1d] = 'R',
+        [0x24] = 'Z', [0x28] = 'Z', [0x2a] = 'K', [0x2c] = 'B', [0x2d] = 'C', [0x2f] = 'e',
+        [0x30] = 'E', [0x31] = 'F', [0x33] = 'M', [0x34] = 'o', [0x39] = 'i', [0x3c] = 'p',
+        [0x3d] = 'y', [0x3e] = 'G', [0x3f] = 'P'};
+    return cp >= 0x2100 && cp < 0x2140 ? map[cp - 0x2100] : 0;
+}
+
+/* Mathematical alphanumeric symbols (bold, italic, script, ... A-Z a-z 0-9), their letterlike
+ * stand-ins and circled letters and digits to ASCII. */
 static char math_ascii(uint32_t cp)
 {
+    if (cp < 0x2100)
+        return 0;
+    if (cp < 0x2140)
+        return letterlike_ascii(cp);
+    if (cp >= 0x2460 && cp <= 0x2468) /* ① .. ⑨ */
+        return (char)('1' + (cp - 0x2460));
+    if (cp >= 0x24b6 && cp <= 0x24cf) /* Ⓐ .. Ⓩ */
+        return (char)('A' + (cp - 0x24b6));
+    if (cp >= 0x24d0 && cp <= 0x24e9) /* ⓐ .. ⓩ */
+        return (char)('a' + (cp - 0x24d0));
+    if (cp == 0x24ea) /* ⓪ */
+        return '0';
     if (cp >= 0x1d400 && cp <= 0x1d6a3) {
         unsigned idx = (cp - 0x1d400) % 52;
         return (char)(idx < 26 ? 'A' + idx : 'a' + (idx - 26));
     }
+    if (cp == 0x1d6a4 || cp == 0x1d6a5) /* dotless italic i and j */
+        return cp == 0x1d6a4 ? 'i' : 'j';
     if (cp >= 0x1d7ce && cp <= 0x1d7ff)
         return (char)('0' + (cp - 0x1d7ce) % 10);
     return 0;
@@ -268,47 +263,49 @@ static size_t next_char(const char *s, size_t len, size_t i, uint32_t *cp, bool 
     return utf8_decode((const unsigned char *)s + i, len - i, cp);
 }
 
-/* Whether the word starting at s[i] mixes ASCII letters with look-alikes, so that its
- * look-alikes should be folded. A word runs over ASCII letters and digits, look-alikes and
- * other Cyrillic/Greek letters, and invisible characters (which hide word boundaries). */
+/* Letters that fold to ASCII letters whatever the word: full-width and mathematical forms. */
+static bool is_latin_form(uint32_t cp)
+{
+    if (cp >= 0xff21 && cp <= 0xff5a)
+        return is_ascii_letter(cp - 0xfee0);
+    char a = math_ascii(cp);
+    return a != 0 && is_ascii_letter((unsigned char)a);
+}
+
+/* Whether the word starting at s[i] mixes Latin letters with look-alikes and nothing else from
+ * Cyrillic or Greek, so that its look-alikes should be folded. A word runs over ASCII letters and
+ * digits, full-width and mathematical letters, Cyrillic and Greek letters, and invisible
+ * characters (which hide word boundaries). A Cyrillic or Greek letter that does not look Latin
+ * ("VPNом", "iPhone-у" without the hyphen) means a real word of that script with a borrowed
+ * name in it: a spimmer hiding "paypal" has no use for a letter that gives the trick away. */
 static bool word_is_mixed(const char *s, size_t len, size_t i)
 {
-    bool ascii = false, lookalike = false;
+    bool latin = false, lookalike = false;
     while (i < len) {
         uint32_t cp;
         bool entity;
         size_t n = next_char(s, len, i, &cp, &entity);
         if (n == 0)
             break;
-        if (is_ascii_letter(cp) || (cp >= '0' && cp <= '9'))
-            ascii |= is_ascii_letter(cp);
+        if (is_ascii_letter(cp) || is_latin_form(cp))
+            latin = true;
+        else if (cp >= '0' && cp <= '9')
+            latin |= false; /* digits neither make nor break a mixed word */
         else if (confusable_ascii(cp))
             lookalike = true;
-        else if (!((cp >= 0x0370 && cp <= 0x052f) || is_invisible(cp)))
+        else if (cp >= 0x0370 && cp <= 0x052f)
+            return false;
+        else if (!is_invisible(cp))
             break;
         i += n;
     }
-    return ascii && lookalike;
+    return latin && lookalike;
 }
 
 static bool is_word_char(uint32_t cp)
 {
     return is_ascii_letter(cp) || (cp >= '0' && cp <= '9') || (cp >= 0x0370 && cp <= 0x052f) ||
-           is_invisible(cp) || confusable_ascii(cp) != 0;
-}
-
-/* End (input offset) of the word that contains offset i. */
-static size_t word_end_from(const char *s, size_t len, size_t i)
-{
-    while (i < len) {
-        uint32_t cp;
-        bool entity;
-        size_t n = next_char(s, len, i, &cp, &entity);
-        if (n == 0 || !is_word_char(cp))
-            break;
-        i += n;
-    }
-    return i;
+           is_invisible(cp) || confusable_ascii(cp) != 0 || is_latin_form(cp);
 }
 
 void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *res)
@@ -321,8 +318,8 @@ void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *
     }
 
     size_t o = 0, i = 0;
-    size_t word_start = 0; /* input offset where the current word began */
-    size_t word_end = 0;   /* the look-alike decision holds up to here */
+    size_t word_start = 0;          /* input offset where the current word began */
+    size_t decided = (size_t)-1;    /* word_start of the word word_fold was decided for */
     bool word_fold = false;
     while (i < in_len) {
         unsigned char c = (unsigned char)in[i];
@@ -334,8 +331,15 @@ void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *
             continue;
         }
         uint32_t cp;
-        bool entity;
-        size_t n = next_char(in, in_len, i, &cp, &entity);
+        bool entity = false;
+        size_t n;
+        if (c >= 0xc2 && c <= 0xdf && i + 1 < in_len && ((unsigned char)in[i + 1] & 0xc0) == 0x80) {
+            /* two-byte sequences (Cyrillic, Greek, Latin-1) inline: Russian text is made of them */
+            cp = ((uint32_t)(c & 0x1f) << 6) | ((unsigned char)in[i + 1] & 0x3fu);
+            n = 2;
+        } else {
+            n = next_char(in, in_len, i, &cp, &entity);
+        }
         if (n == 0) {
             out[o++] = (char)c;
             res->flags |= TEXT_F_BAD_UTF8;
@@ -344,6 +348,27 @@ void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *
         }
         if (entity)
             res->flags |= TEXT_F_ENTITY;
+        if (cp >= SCRIPT_LO && cp <= SCRIPT_HI) {
+            /* Greek or Cyrillic: always part of a word; folded only in a mixed word, which is
+             * decided once per word (the part before i included) */
+            char a = script_lookalike[cp - SCRIPT_LO];
+            if (a != 0 && decided != word_start) {
+                word_fold = word_is_mixed(in, in_len, word_start);
+                decided = word_start;
+            }
+            if (a != 0 && word_fold) {
+                out[o++] = a;
+                res->flags |= TEXT_F_CONFUSABLE;
+                res->folded++;
+            } else if (entity) {
+                o += utf8_encode(cp, out + o);
+            } else {
+                for (size_t k = 0; k < n; k++) /* n is 2 or 3: no memcpy call */
+                    out[o++] = in[i + k];
+            }
+            i += n;
+            continue;
+        }
         if (!is_word_char(cp))
             word_start = i + n;
 
@@ -363,10 +388,9 @@ void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *
             res->flags |= TEXT_F_MATH_ALNUM;
             res->folded++;
         } else if ((a = confusable_ascii(cp)) != 0) {
-            if (i >= word_end) {
-                /* decide once for the whole word, the part before i included */
+            if (decided != word_start) {
                 word_fold = word_is_mixed(in, in_len, word_start);
-                word_end = word_end_from(in, in_len, i);
+                decided = word_start;
             }
             if (word_fold) {
                 out[o++] = a;
@@ -385,67 +409,70 @@ void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *
 
 /* --- fingerprint ----------------------------------------------------------------------- */
 
+/* The folded text is hashed in blocks of FP_CHUNK bytes gathered on the stack, so nothing is
+ * allocated. A block is flushed when the next emission might not fit, which depends only on
+ * the folded text before it: the result is a function of the folded text alone, however the
+ * raw text spreads it out. */
 #define FP_CHUNK 64
 
-struct fp_state {
-    uint64_t h;
-    char buf[FP_CHUNK];
-    size_t n;
-    size_t total;     /* folded bytes, markers excluded */
-    bool pending_sep; /* a separator run is waiting for the next character */
-    bool any;         /* something was emitted */
-};
-
-static void fp_flush(struct fp_state *st)
+static inline uint64_t fp_block(uint64_t h, const char *buf, size_t n)
 {
-    if (st->n == 0)
-        return;
-    st->h = sw_hash_combine(st->h, sw_hash64(st->buf, st->n, 0x6670u));
-    st->n = 0;
-}
-
-static inline void fp_put(struct fp_state *st, char c)
-{
-    if (st->pending_sep && st->any) {
-        if (st->n == FP_CHUNK)
-            fp_flush(st);
-        st->buf[st->n++] = ' ';
-    }
-    st->pending_sep = false;
-    if (st->n == FP_CHUNK)
-        fp_flush(st);
-    st->buf[st->n++] = c;
-    st->any = true;
+    return sw_hash_combine(h, sw_hash64(buf, n, 0x6670u));
 }
 
 uint64_t text_fingerprint(const char *norm, size_t len, const struct text_span *spans, size_t n,
                           size_t *folded_len)
 {
-    struct fp_state st = {.h = 0x5370696d77616c6cULL};
-    size_t si = 0;
+    uint64_t h = 0x5370696d77616c6cULL;
+    char buf[FP_CHUNK];
+    size_t bn = 0;    /* bytes in buf */
+    size_t total = 0; /* folded letters, separators and markers excluded */
+    unsigned sep = 0; /* a separator run is pending, after something was emitted */
+    unsigned any = 0; /* something was emitted: leading separators are dropped */
+    size_t i = 0, si = 0;
 
-    for (size_t i = 0; i < len;) {
-        if (si < n && i >= spans[si].off) {
-            /* one marker per URL, whatever the URL said */
-            fp_put(&st, '\x01');
-            i = spans[si].off + spans[si].len;
-            si++;
-            continue;
+    while (i < len) {
+        size_t stop = len;
+        if (si < n && spans[si].off < stop)
+            stop = spans[si].off > i ? spans[si].off : i;
+        for (; i < stop; i++) {
+            unsigned c = (unsigned char)norm[i];
+            unsigned lc = c | 0x20;
+            if (lc - 'a' < 26u || c >= 0x80) {
+                if (bn >= FP_CHUNK - 1) {
+                    h = fp_block(h, buf, bn);
+                    bn = 0;
+                }
+                buf[bn] = ' ';
+                bn += sep;
+                buf[bn++] = (char)(c >= 0x80 ? c : lc);
+                sep = 0;
+                any = 1;
+                total++;
+            } else if (c - '0' >= 10u) {
+                sep = any; /* digits vanish without splitting a word */
+            }
         }
-        unsigned char c = (unsigned char)norm[i++];
-        if (c >= '0' && c <= '9')
-            continue;
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + 32);
-        if (c >= 0x80 || (c >= 'a' && c <= 'z')) {
-            fp_put(&st, (char)c);
-            st.total++;
-        } else {
-            st.pending_sep = true;
+        if (i >= len)
+            break;
+        /* one marker per URL, whatever the URL said */
+        if (bn >= FP_CHUNK - 1) {
+            h = fp_block(h, buf, bn);
+            bn = 0;
         }
+        buf[bn] = ' ';
+        bn += sep;
+        buf[bn++] = '\x01';
+        sep = 0;
+        any = 1;
+        /* never step backwards, even on spans that break the contract */
+        size_t end = (size_t)spans[si].off + spans[si].len;
+        i = end > i ? end : i;
+        si++;
     }
-    fp_flush(&st);
+    if (bn > 0)
+        h = fp_block(h, buf, bn);
     if (folded_len != NULL)
-        *folded_len = st.total;
-    return sw_hash_mix(st.h ^ st.total);
+        *folded_len = total;
+    return sw_hash_mix(h ^ total);
 }

@@ -18,7 +18,10 @@
 
 #define HOST_MAX 253
 #define LABEL_MAX 63
-#define PATH_MAX_BYTES 2048
+/* Longest path+query kept in the canonical form: the host is what lists and reputation key on,
+ * and one huge link must not fill the arena and push the next link out. The span still covers
+ * the whole link. */
+#define PATH_KEEP 1024
 
 static pthread_once_t psl_once = PTHREAD_ONCE_INIT;
 static const psl_ctx_t *psl_ctx;
@@ -67,10 +70,101 @@ static inline bool is_alnum(unsigned char c)
     return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
 }
 
-/* host label characters; UTF-8 bytes count so that IDN hosts stay whole */
+/* ASCII host label characters */
 static inline bool is_label(unsigned char c)
 {
-    return is_alnum(c) || c == '-' || c == '_' || c >= 0x80;
+    return is_alnum(c) || c == '-' || c == '_';
+}
+
+/* Code points that cannot be part of a host name however a link is written: Latin-1
+ * punctuation and symbols, general punctuation (quotes, dashes, ellipsis), arrows, math and
+ * technical symbols, box drawing, dingbats, CJK punctuation, small and full-width forms,
+ * specials, emoji. Without this, "«evil.com»" or "see evil.com…" would give the host
+ * "«evil.com»" and hide evil.com from the domain lists. */
+static bool is_symbol_cp(uint32_t cp)
+{
+    return (cp >= 0x80 && cp <= 0xbf) || cp == 0xd7 || cp == 0xf7 ||
+           (cp >= 0x2000 && cp <= 0x2bff) || (cp >= 0x2e00 && cp <= 0x2e7f) ||
+           (cp >= 0x3000 && cp <= 0x303f) || (cp >= 0xfe10 && cp <= 0xfe6f) ||
+           (cp >= 0xff00 && cp <= 0xff20) || (cp >= 0xff3b && cp <= 0xff40) ||
+           (cp >= 0xff5b && cp <= 0xff65) || cp >= 0xfff0 ||
+           (cp >= 0xe000 && cp <= 0xf8ff);
+}
+
+/* Length of the valid, shortest-form UTF-8 sequence of a scalar value at s[0..len) (and the value
+ * in *out), or 0. */
+static size_t utf8_cp(const unsigned char *s, size_t len, uint32_t *out)
+{
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t cp, min;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2, cp = c & 0x1fu, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3, cp = c & 0x0fu, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4, cp = c & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (size_t k = 1; k < n; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[k] & 0x3fu);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    *out = cp;
+    return n;
+}
+
+/* Length of the UTF-8 sequence at s[0..len) if it encodes a character that may stand in an
+ * internationalised host label, else 0 (invalid UTF-8 never joins a host). */
+static size_t utf8_label(const unsigned char *s, size_t len)
+{
+    uint32_t cp;
+    size_t n = utf8_cp(s, len, &cp);
+    return n > 0 && !is_symbol_cp(cp) ? n : 0;
+}
+
+/* Length of the punctuation or symbol character (is_symbol_cp) that ends just before s[e],
+ * not reaching below p, or 0: "evil.com/x”" ends before the closing quote. */
+static size_t symbol_before(const char *s, size_t p, size_t e)
+{
+    size_t k = e - 1;
+    while (k > p && e - k < 4 && ((unsigned char)s[k] & 0xc0) == 0x80)
+        k--;
+    uint32_t cp;
+    size_t n = utf8_cp((const unsigned char *)s + k, e - k, &cp);
+    return n == e - k && is_symbol_cp(cp) ? n : 0;
+}
+
+/* Length of the host label character at s[i], or 0. */
+static inline size_t label_at(const char *s, size_t len, size_t i)
+{
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x80)
+        return is_label(c) ? 1 : 0;
+    return utf8_label((const unsigned char *)s + i, len - i);
+}
+
+/* Length of the host label character that ends just before s[b] (not reaching below floor),
+ * or 0. */
+static size_t label_before(const char *s, size_t floor, size_t b)
+{
+    if (b <= floor)
+        return 0;
+    unsigned char c = (unsigned char)s[b - 1];
+    if (c < 0x80)
+        return is_label(c) ? 1 : 0;
+    /* step back over continuation bytes to the lead byte, then decode forward */
+    size_t k = b - 1;
+    while (k > floor && b - k < 4 && ((unsigned char)s[k] & 0xc0) == 0x80)
+        k--;
+    size_t n = utf8_label((const unsigned char *)s + k, b - k);
+    return n == b - k ? n : 0;
 }
 
 static inline char lower(char c)
@@ -138,6 +232,9 @@ static const struct scheme schemes[] = {
 /* If a scheme ends exactly at s[pos], returns it and sets *start to where it begins. */
 static const struct scheme *scheme_before(const char *s, size_t pos, size_t *start)
 {
+    /* every spelling ends with "//": most candidates (bare hosts) stop here */
+    if (pos < 2 || s[pos - 1] != '/' || s[pos - 2] != '/')
+        return NULL;
     for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++) {
         size_t n = strlen(schemes[k].text);
         if (pos < n)
@@ -153,22 +250,60 @@ static const struct scheme *scheme_before(const char *s, size_t pos, size_t *sta
     return NULL;
 }
 
-/* Link TLDs that make a bare "name.tld" a link even without a path (see the docs). */
-static bool common_link_tld(const char *tld, size_t n)
+static bool in_list(const char *const *list, size_t n_list, const char *w, size_t n)
 {
-    static const char *const tlds[] = {
-        "com", "net", "org", "info", "biz", "ru", "cn", "io", "co", "me", "ly", "tk", "xyz",
-        "top", "de", "uk", "su", "cc", "ws", "to", "pw", "us", "eu", "in", "online", "site",
-        "club", "ml", "ga", "cf", "gq", "br", "pl", "fr", "it", "nl", "es", "ua", "kz", "by",
-        "tv", "be", "at", "ch", "ca", "au", "jp", "kr", "app", "dev", "live", "link", "click",
-        "shop", "store", "fun", "icu", "buzz", "rest", "cam", "win", "bid", "loan", "work"};
-    for (size_t i = 0; i < sizeof(tlds) / sizeof(tlds[0]); i++) {
-        if (strlen(tlds[i]) == n && memcmp(tlds[i], tld, n) == 0)
+    for (size_t i = 0; i < n_list; i++) {
+        if (list[i][0] == w[0] && strnlen(list[i], n + 1) == n && memcmp(list[i], w, n) == 0)
             return true;
     }
     return false;
 }
 
+/* TLDs that spim links use so often that a bare "name.tld" counts as a link even without a
+ * path (see docs/text-and-urls.md). English words that are also TLDs ("at", "in", "it", "be",
+ * "us", "is") are left out: "see you.at 5" is a typo, not a link. */
+static bool common_link_tld(const char *tld, size_t n)
+{
+    static const char *const tlds[] = {
+        "com", "net", "org", "info", "biz", "ru", "cn", "io", "co", "me", "ly", "tk", "xyz",
+        "top", "de", "uk", "su", "cc", "ws", "to", "pw", "eu", "online", "site", "club", "ml",
+        "ga", "cf", "gq", "br", "pl", "fr", "nl", "es", "ua", "kz", "by", "tv", "ch", "ca", "au",
+        "jp", "kr", "app", "dev", "live", "link", "click", "shop", "store", "fun", "icu", "buzz",
+        "rest", "cam", "win", "bid", "loan", "work", "\xd1\x80\xd1\x84" /* рф */};
+    return in_list(tlds, sizeof(tlds) / sizeof(tlds[0]), tld, n);
+}
+
+/* Link TLDs that are also everyday words: "go.to bed", "tell.me", "do.it", "ok.so" are typos
+ * (a missing space after a full stop) far more often than links, so a bare two-label host under
+ * one of these needs a path or a port. */
+static bool word_tld(const char *tld, size_t n)
+{
+    static const char *const words[] = {"to", "me", "no", "my", "do", "is", "am", "as",
+                                        "by", "us", "in", "at", "it", "be", "so", "go",
+                                        "on"};
+    return in_list(words, sizeof(words) / sizeof(words[0]), tld, n);
+}
+
+/* Words that start a phrase rather than a host name: "the dot com bubble", "a dot com". */
+static bool dot_word_stopword(const char *w, size_t n)
+{
+    static const char *const words[] = {"the", "a", "an", "and", "or", "of", "to", "this",
+                                        "that", "my", "your", "our", "their", "his", "her",
+                                        "its", "one", "per", "no", "polka", "dot", "each"};
+    return in_list(words, sizeof(words) / sizeof(words[0]), w, n);
+}
+
+/* Whether suffix (lower-case, NUL-terminated) is on the public suffix list itself, not merely
+ * covered by the implicit "*" rule that makes every unknown TLD look public. */
+static bool known_suffix(const char *suffix)
+{
+    /* every common link TLD is on the list; asking libpsl costs 0.5-1 us a call */
+    if (common_link_tld(suffix, strlen(suffix)))
+        return true;
+    return psl_is_public_suffix2(psl_get(), suffix, PSL_TYPE_ANY | PSL_TYPE_NO_STAR_RULE) != 0;
+}
+
+/* Strict dotted quad: four decimal parts 0..255, no more than three digits each. */
 static bool is_ipv4(const char *h, size_t n)
 {
     unsigned parts = 0, digits = 0, val = 0;
@@ -187,11 +322,34 @@ static bool is_ipv4(const char *h, size_t n)
     return parts == 4;
 }
 
+/* Whether a host's last label is a number ("2130706433", "0x7f.1", "127.1"): browsers then read
+ * the whole host as an IPv4 address in decimal, octal or hex, which spimmers use to hide one. */
+static bool is_numeric_host(const char *h, size_t n)
+{
+    size_t k = n;
+    while (k > 0 && h[k - 1] != '.')
+        k--;
+    const char *l = h + k;
+    size_t ln = n - k;
+    if (ln == 0)
+        return false;
+    size_t i = 0;
+    bool hex = ln >= 2 && l[0] == '0' && (l[1] | 0x20) == 'x';
+    if (hex)
+        i = 2;
+    for (; i < ln; i++) {
+        char c = l[i];
+        if (!((c >= '0' && c <= '9') || (hex && (c | 0x20) >= 'a' && (c | 0x20) <= 'f')))
+            return false;
+    }
+    return true;
+}
+
 const char *url_registrable_domain(const char *host, size_t *dlen)
 {
     size_t n = strlen(host);
     const char *d = NULL;
-    if (!is_ipv4(host, n) && host[0] != '[')
+    if (n > 0 && host[0] != '[' && !is_numeric_host(host, n))
         d = psl_registrable_domain(psl_get(), host);
     if (d == NULL)
         d = host;
@@ -228,41 +386,98 @@ static bool path_char(unsigned char c)
 }
 
 /* Where a path that starts at s[p] ends: at white space or a delimiter, minus trailing
- * punctuation, keeping balanced parentheses ("wiki/Foo_(bar)"). */
+ * punctuation, keeping balanced parentheses ("wiki/Foo_(bar)") but not a closing one that
+ * belongs to the sentence ("(see a.com/x)"). Linear: brackets are counted once. */
 static size_t path_end(const char *s, size_t len, size_t p)
 {
     size_t e = p;
-    while (e < len && e - p < PATH_MAX_BYTES && path_char((unsigned char)s[e]))
-        e++;
-    for (;;) {
-        if (e == p)
-            break;
+    long paren = 0, square = 0; /* opens minus closes */
+    while (e < len && path_char((unsigned char)s[e])) {
+        char c = s[e++];
+        paren += c == '(' ? 1 : c == ')' ? -1 : 0;
+        square += c == '[' ? 1 : c == ']' ? -1 : 0;
+    }
+    while (e > p) {
         char c = s[e - 1];
+        size_t k;
         if (c == '.' || c == ',' || c == ';' || c == ':' || c == '!' || c == '?' || c == '\'' ||
             c == '*') {
             e--;
-            continue;
+        } else if (c == ')' && paren < 0) {
+            e--;
+            paren++;
+        } else if (c == ']' && square < 0) {
+            e--;
+            square++;
+        } else if ((unsigned char)c >= 0x80 && (k = symbol_before(s, p, e)) > 0) {
+            e -= k; /* closing quotes, ellipsis, guillemets: the sentence's, not the link's */
+        } else {
+            break;
         }
-        if (c == ')' || c == ']') {
-            char open = c == ')' ? '(' : '[';
-            int depth = 0;
-            for (size_t k = p; k < e; k++)
-                depth += s[k] == open ? 1 : s[k] == c ? -1 : 0;
-            if (depth < 0) {
-                e--;
-                continue;
-            }
-        }
-        break;
     }
     return e;
 }
 
-struct cand {
-    size_t start, end;        /* span in the text */
-    const struct scheme *sch; /* NULL: scheme-less */
-    unsigned flags;
+/* How a scheme-less, www-less host was written, for the bare-host guards. */
+struct bare_info {
+    bool spaced_dot; /* " dot " (not a bracketed dot-word) stood for a dot */
+    bool last_upper; /* the last label starts with an upper-case letter as written */
+    bool lower_seen; /* some label holds a lower-case letter as written */
 };
+
+/* The bare-host guards (docs/text-and-urls.md): whether a host written without scheme and
+ * without "www." is a link rather than chat. host is lower-cased and NUL-terminated; its last
+ * label starts at host[last]. Order matters: the mandatory checks come first, then whatever
+ * makes the host strong enough. */
+static bool bare_host_ok(const char *host, size_t last, size_t labels, unsigned flags,
+                         const struct bare_info *bi, bool path_or_port)
+{
+    const char *tld = host + last;
+    size_t tn = strlen(tld);
+    if (tn < 2 || tn > 24)
+        return false;
+    for (size_t k = 0; k < tn; k++) {
+        unsigned char c = (unsigned char)tld[k];
+        if (!((c >= 'a' && c <= 'z') || c >= 0x80))
+            return false;
+    }
+    /* Nothing below makes a weak host (no path, port, dot-word or third label, not a common
+     * link TLD) a link, so "mr.smith" and "file.txt" stop here without a libpsl look-up, which
+     * costs more than the rest of the scan of a chat line. */
+    if (!path_or_port && !(flags & URL_F_DOT_WORD) && labels < 3 && !common_link_tld(tld, tn))
+        return false;
+    /* a real suffix: "x.y.zzzz", "mr.smith.jr" and "file.txt" are not hosts */
+    if (!known_suffix(tld))
+        return false;
+    /* the labels before the suffix must hold a letter ("1.5.com" is not a host) */
+    bool letter = false;
+    for (size_t k = 0; k < last; k++) {
+        unsigned char c = (unsigned char)host[k];
+        letter |= (c >= 'a' && c <= 'z') || c >= 0x80;
+    }
+    if (!letter)
+        return false;
+    if (bi->spaced_dot) {
+        /* "the dot com bubble", "polka dot dress": phrases, not hosts */
+        const char *dot = strchr(host, '.');
+        if (dot_word_stopword(host, (size_t)(dot - host)))
+            return false;
+        if (!path_or_port && (!common_link_tld(tld, tn) || (labels == 2 && word_tld(tld, tn))))
+            return false;
+        return true;
+    }
+    if (path_or_port)
+        return true;
+    /* "Thanks.It works": a capital after the dot starts a sentence; an all-caps "EVIL.RU"
+     * is still a host */
+    if (bi->last_upper && bi->lower_seen)
+        return false;
+    if (labels == 2 && word_tld(tld, tn))
+        return false;
+    if (flags & URL_F_DOT_WORD)
+        return true;
+    return common_link_tld(tld, tn) || labels >= 3;
+}
 
 /* Parses a link whose host starts at s[h] (after any scheme). On success appends the item and
  * returns the end of the span; returns 0 if it is not a link. */
@@ -281,7 +496,7 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
         size_t k = h;
         while (k < len && k - h < 256 && s[k] != '/' && s[k] != '@' && s[k] > ' ')
             k++;
-        if (k < len && s[k] == '@' && k + 1 < len && is_label((unsigned char)s[k + 1])) {
+        if (k < len && s[k] == '@' && k + 1 < len && label_at(s, len, k + 1) > 0) {
             flags |= URL_F_USERINFO;
             h = k + 1;
         }
@@ -292,6 +507,7 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
     size_t hn = 0, labels = 0, label_len = 0, last_label = 0;
     size_t p = h;
     bool ipv6 = false;
+    struct bare_info bi = {false, false, false};
     if (sch != NULL && p < len && s[p] == '[') {
         size_t k = p + 1;
         while (k < len && k - p < 48 &&
@@ -299,19 +515,25 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
             k++;
         if (k >= len || s[k] != ']' || k == p + 1)
             return 0;
-        memcpy(host, s + p, k + 1 - p);
+        for (size_t j = p; j <= k; j++)
+            host[j - p] = lower(s[j]); /* "[2001:DB8::1]" is "[2001:db8::1]" */
         hn = k + 1 - p;
         p = k + 1;
         ipv6 = true;
         labels = 1;
     } else {
         for (;;) {
-            if (p < len && is_label((unsigned char)s[p])) {
-                if (hn == HOST_MAX || ++label_len > LABEL_MAX)
+            size_t cl = p < len ? label_at(s, len, p) : 0;
+            if (cl > 0) {
+                if (hn + cl > HOST_MAX || (label_len += cl) > LABEL_MAX)
                     return 0;
-                if (label_len == 1)
+                if (label_len == cl) {
                     last_label = hn;
-                host[hn++] = lower(s[p++]);
+                    bi.last_upper = s[p] >= 'A' && s[p] <= 'Z';
+                }
+                bi.lower_seen |= s[p] >= 'a' && s[p] <= 'z';
+                for (size_t k = 0; k < cl; k++)
+                    host[hn++] = lower(s[p++]);
                 continue;
             }
             if (label_len == 0)
@@ -322,10 +544,15 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
                 sep = 1;
             else if (p < len)
                 sep = dot_word(s + p, len - p);
-            if (sep == 0 || p + sep >= len || !is_label((unsigned char)s[p + sep]))
+            if (sep == 0 || p + sep >= len || label_at(s, len, p + sep) == 0)
                 break;
-            if (sep > 1)
+            if (sep > 1) {
                 flags |= URL_F_DOT_WORD;
+                size_t q = p;
+                while (s[q] == ' ')
+                    q++;
+                bi.spaced_dot |= s[q] != '[' && s[q] != '(' && s[q] != '{';
+            }
             if (hn == HOST_MAX)
                 return 0;
             host[hn++] = '.';
@@ -339,62 +566,51 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
     }
     host[hn] = '\0';
 
-    /* port */
+    /* port: 1..65535; anything else ends the link at the host ("a.com:99999999") */
     size_t port_start = p, port_len = 0;
     if (p + 1 < len && s[p] == ':' && s[p + 1] >= '0' && s[p + 1] <= '9') {
         size_t k = p + 1;
-        while (k < len && k - p <= 5 && s[k] >= '0' && s[k] <= '9')
-            k++;
-        port_len = k - p;
-        p = k;
+        unsigned long v = 0;
+        while (k < len && k - p <= 6 && s[k] >= '0' && s[k] <= '9')
+            v = v * 10 + (unsigned long)(s[k++] - '0');
+        if (v >= 1 && v <= 65535 && (k >= len || s[k] < '0' || s[k] > '9')) {
+            port_len = k - p;
+            p = k;
+        }
     }
     /* path, query, fragment */
     size_t path_start = p, path_stop = p;
     if (p < len && (s[p] == '/' || s[p] == '?' || s[p] == '#'))
         path_stop = path_end(s, len, p);
+    bool has_path = path_stop > path_start;
 
-    bool ip = ipv6 || is_ipv4(host, hn);
+    /* a scheme makes a number a host ("http://2130706433/"); bare text needs a dotted quad */
+    bool ip = ipv6 || (sch != NULL ? is_numeric_host(host, hn) : is_ipv4(host, hn));
     if (ip)
         flags |= URL_F_IP_HOST;
     bool www = hn > 4 && memcmp(host, "www", 3) == 0 &&
                (host[3] == '.' || (host[3] >= '0' && host[3] <= '9'));
+    const char *tld = host + last_label;
     if (sch == NULL) {
         flags |= URL_F_SCHEMELESS;
         if (labels < 2)
             return 0;
         if (ip) {
-            if (port_len == 0 && path_stop == path_start)
+            if (port_len == 0 && !has_path)
                 return 0;
-        } else if (!www) {
-            /* bare host guards */
-            const char *tld = host + last_label;
-            size_t tn = hn - last_label;
-            if (tn < 2 || tn > 24)
-                return 0;
-            for (size_t k = 0; k < tn; k++) {
-                if (!((tld[k] | 0x20) >= 'a' && (tld[k] | 0x20) <= 'z'))
-                    return 0;
-            }
-            if (!psl_is_public_suffix(psl_get(), tld))
-                return 0;
-            bool strong = port_len > 0 || path_stop > path_start || labels >= 3 ||
-                          (flags & URL_F_DOT_WORD) || common_link_tld(tld, tn);
-            if (!strong)
-                return 0;
-            /* the label before the suffix must hold a letter ("1.5.com" is not a host) */
-            bool letter = false;
-            for (size_t k = 0; k < last_label; k++)
-                letter |= (host[k] | 0x20) >= 'a' && (host[k] | 0x20) <= 'z';
-            if (!letter)
-                return 0;
+        } else if (!www && !bare_host_ok(host, last_label, labels, flags, &bi,
+                                         port_len > 0 || has_path)) {
+            return 0;
         }
     }
-    if (!ip && hn >= 4 && (memcmp(host, "xn--", 4) == 0 || strstr(host, ".xn--") != NULL))
+    if (!ip && ((hn >= 4 && memcmp(host, "xn--", 4) == 0) || strstr(host, ".xn--") != NULL))
         flags |= URL_F_PUNYCODE;
+    if (!ip && !ipv6 && !known_suffix(tld))
+        flags |= URL_F_NO_SUFFIX;
 
     if (set->n == set->max) {
         set->dropped++;
-        return path_stop > p ? path_stop : p;
+        return path_stop;
     }
 
     /* canonical form: scheme://host[:port]path, then the host on its own */
@@ -405,7 +621,8 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
     if (port_len > 0)
         out_put(&o, s + port_start, port_len);
     size_t path_in_url = o.used;
-    out_put(&o, s + path_start, path_stop - path_start);
+    size_t path_keep = path_stop - path_start < PATH_KEEP ? path_stop - path_start : PATH_KEEP;
+    out_put(&o, s + path_start, path_keep);
     out_ch(&o, '\0');
     size_t host_off = o.used;
     out_put(&o, host, hn + 1);
@@ -423,13 +640,13 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
     it->host = base + host_off;
     it->host_len = (uint32_t)hn;
     it->path = base + path_in_url;
-    it->path_len = (uint32_t)(path_stop - path_start);
+    it->path_len = (uint32_t)path_keep;
+    /* libpsl applies the list's implicit "*" rule to a TLD it does not know, as browsers do:
+     * "www.lure.example" is under "lure.example" (and flagged URL_F_NO_SUFFIX), so that the
+     * reputation of a domain is not split over its host names */
     const char *d = ip ? NULL : psl_registrable_domain(psl_get(), it->host);
-    if (d == NULL) {
+    if (d == NULL)
         d = it->host;
-        if (!ip)
-            flags |= URL_F_NO_SUFFIX;
-    }
     it->domain = d;
     it->domain_len = (uint32_t)(hn - (size_t)(d - it->host));
     it->flags = flags;
@@ -443,9 +660,15 @@ static size_t link_start(const char *s, size_t a, size_t floor, const struct sch
                          size_t *host_start)
 {
     size_t b = a;
-    while (b > floor && (is_label((unsigned char)s[b - 1]) || s[b - 1] == '.'))
-        b--;
-    while (b < a && s[b] == '.')
+    for (;;) {
+        size_t k = b > floor && s[b - 1] == '.' ? 1 : label_before(s, floor, b);
+        if (k == 0)
+            break;
+        b -= k;
+    }
+    /* a host starts with a letter or digit: in "...evil.com", "--evil.com" and "__evil.com"
+     * the host is evil.com, not a name the domain lists would miss */
+    while (b < a && (s[b] == '.' || s[b] == '-' || s[b] == '_'))
         b++;
     *host_start = b;
     *sch = NULL;
@@ -471,19 +694,41 @@ static size_t link_start(const char *s, size_t a, size_t floor, const struct sch
     return b;
 }
 
+/* Last offset of the run of host characters and dots that follows s[i] (i itself if none). */
+static size_t skip_run(const char *s, size_t len, size_t i)
+{
+    while (i + 1 < len) {
+        size_t k = s[i + 1] == '.' ? 1 : label_at(s, len, i + 1);
+        if (k == 0)
+            break;
+        i += k;
+    }
+    return i;
+}
+
 unsigned url_extract(const char *text, size_t len, struct url_set *set)
 {
     set->n = 0;
     set->dropped = 0;
     set->arena_used = 0;
 
+    /* the bytes an anchor can start with: most chat bytes are none of these, and one table
+     * look-up per byte keeps link-free text at about a nanosecond a byte */
+    static const bool anchor_byte[256] = {['.'] = true, ['['] = true, ['('] = true,
+                                          ['{'] = true, ['d'] = true, ['D'] = true,
+                                          ['/'] = true};
     size_t floor = 0; /* text before this belongs to an earlier link */
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
+        if (!anchor_byte[c])
+            continue;
+        /* a dot-word anchor steps back to the spaces before it; the scan resumes after the
+         * anchor, never before it, or "a [.] b" would find the same anchor for ever */
+        size_t anchor = i;
         size_t sep;
         if (c == '.') {
-            if (i == 0 || i + 1 >= len || !is_label((unsigned char)text[i - 1]) ||
-                !is_label((unsigned char)text[i + 1]))
+            if (i == 0 || i + 1 >= len || label_before(text, 0, i) == 0 ||
+                label_at(text, len, i + 1) == 0)
                 continue;
         } else if (c == '[' || c == '(' || c == '{' || ((c | 0x20) == 'd' && i > 0 &&
                                                        text[i - 1] == ' ')) {
@@ -491,13 +736,14 @@ unsigned url_extract(const char *text, size_t len, struct url_set *set)
             while (c != 'd' && c != 'D' && from > 0 && text[from - 1] == ' ' && i - from < 2)
                 from--;
             sep = dot_word(text + from, len - from);
-            if (sep == 0 || from == 0 || !is_label((unsigned char)text[from - 1]) ||
-                from + sep >= len || !is_label((unsigned char)text[from + sep]))
+            if (sep == 0 || from == 0 || label_before(text, 0, from) == 0 ||
+                from + sep >= len || label_at(text, len, from + sep) == 0)
                 continue;
             i = from;
-        } else if (c == '/' && i >= 3 && i + 2 < len && text[i - 1] == ':' && text[i + 1] == '/' &&
-                   text[i + 2] == '[') {
-            /* IPv6 literal after a scheme: no dot to anchor on */
+        } else if (c == '/' && i >= 3 && i + 2 < len && text[i + 1] == '/') {
+            /* a link with a scheme is a link whatever its host: this anchor also finds the
+             * hosts without a dot to anchor on, "http://[2001:db8::1]/" and the decimal IPv4
+             * "http://2130706433/" */
             const struct scheme *sch;
             size_t start;
             if ((sch = scheme_before(text, i + 2, &start)) != NULL && start >= floor) {
@@ -511,15 +757,16 @@ unsigned url_extract(const char *text, size_t len, struct url_set *set)
         } else {
             continue;
         }
-        if (i < floor)
+        if (i < floor) {
+            i = anchor;
             continue;
+        }
         const struct scheme *sch;
         size_t host_start;
         size_t start = link_start(text, i, floor, &sch, &host_start);
         if (start == (size_t)-1) {
             /* skip the rest of the e-mail address */
-            while (i + 1 < len && (is_label((unsigned char)text[i + 1]) || text[i + 1] == '.'))
-                i++;
+            i = skip_run(text, len, anchor);
             floor = i + 1;
             continue;
         }
@@ -530,8 +777,7 @@ unsigned url_extract(const char *text, size_t len, struct url_set *set)
         } else {
             /* every later anchor in this run would start at the same place and fail the same
              * way: skip the run, which keeps the pass linear on "a.a.a.a..." floods */
-            while (i + 1 < len && (is_label((unsigned char)text[i + 1]) || text[i + 1] == '.'))
-                i++;
+            i = skip_run(text, len, anchor);
         }
     }
     return set->n;

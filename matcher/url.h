@@ -18,7 +18,9 @@ enum url_flag {
     URL_F_IP_HOST = 1u << 3,    /* host is a literal IPv4 or IPv6 address */
     URL_F_USERINFO = 1u << 4,   /* "user@host" form (http://paypal.com@evil.ru) */
     URL_F_PUNYCODE = 1u << 5,   /* a host label starts with xn-- */
-    URL_F_NO_SUFFIX = 1u << 6,  /* host has no known public suffix (domain == host) */
+    URL_F_NO_SUFFIX = 1u << 6,  /* last label is not on the public suffix list; domain then
+                                 * follows the list's implicit "*" rule ("www.x.example" ->
+                                 * "x.example"), or is the host if it has a single label */
 };
 
 struct url_item {

@@ -115,6 +115,7 @@ void matcher_config_defaults(struct matcher_config *cfg)
     cfg->fanout_threshold = 5;
     cfg->score_fanout = 10;
     cfg->campaign_threshold = 10;
+    cfg->campaign_min_len = 16;
     cfg->score_campaign = 6;
     cfg->rate_threshold = 30;
     cfg->score_rate = 3;
@@ -555,7 +556,8 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
             v->quarantine_started = true;
         }
     }
-    if (rm->fingerprint != 0 && sig.campaign >= cfg->campaign_threshold)
+    if (rm->fingerprint != 0 && sig.campaign >= cfg->campaign_threshold &&
+        folded_len >= cfg->campaign_min_len)
         add_reason_count(v, "REP_CAMPAIGN", cfg->score_campaign, sig.campaign);
     if (rm->sender != 0 && sig.sender_rate >= cfg->rate_threshold)
         add_reason_count(v, "REP_RATE", cfg->score_rate, sig.sender_rate);

@@ -50,6 +50,10 @@ struct matcher_config {
     unsigned fanout_threshold;     /* distinct recipients in the window; default 5 */
     double score_fanout;           /* default 10 */
     unsigned campaign_threshold;   /* distinct senders in the window; default 10 */
+    size_t campaign_min_len;       /* letters of folded text (URLs, digits, separators
+                                    * excluded) a message needs for the campaign signal: "did
+                                    * you see this? <link>" (13) from many people is normal;
+                                    * default 16 */
     double score_campaign;         /* default 6 */
     double rate_threshold;         /* decayed messages (rate half-life); default 30 */
     double score_rate;             /* default 3 */

@@ -345,6 +345,21 @@ static void test_campaign(void **state)
     assert_true(atoi(seen->detail) >= 10);
 }
 
+/* Many people sharing one link with a short remark is not a campaign. */
+static void test_short_shared_link_is_not_campaign(void **state)
+{
+    struct fixture *f = *state;
+    char from[64];
+    for (unsigned i = 1; i <= 15; i++) {
+        snprintf(from, sizeof(from), "user%u@x%u.example", i, i);
+        struct verdict v = classify(f, from, "friend@y.example",
+                                    "did you see this? https://news.example.org/story",
+                                    20000 + i * 100, 0, true);
+        assert_null(find_reason(&v, "REP_CAMPAIGN"));
+        assert_int_equal(v.action, VERDICT_PASS);
+    }
+}
+
 static void test_bad_domain_history(void **state)
 {
     struct fixture *f = *state;
@@ -584,6 +599,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fanout_and_quarantine, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_recipient_is_not_fanout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_campaign, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_shared_link_is_not_campaign, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_bad_domain_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_field_cache_same_verdicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_needs_evidence, setup, teardown),

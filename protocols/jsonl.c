@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocols/utf8.h"
+
 struct jsonl_parser {
     const unsigned char *in;
     size_t len;
@@ -60,40 +62,11 @@ static int jp_fail_unexpected(struct jsonl_parser *jp, const char *expected)
     return jp_fail(jp, jp->pos, msg);
 }
 
-/* Length of the well-formed UTF-8 sequence at in[0..avail), or 0 if it is not well formed
- * (Unicode Table 3-7: no overlongs, no surrogates, nothing above U+10FFFF). */
+/* Length of the well-formed UTF-8 sequence at in[0..avail), or 0 if it is not well formed. */
 static size_t utf8_seq_len(const unsigned char *in, size_t avail)
 {
-    unsigned char c = in[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (avail < n)
-        return 0;
-    if (in[1] < lo || in[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (in[i] < 0x80 || in[i] > 0xbf)
-            return 0;
-    return n;
+    long n = utf8_unit(in, avail);
+    return n > 0 ? (size_t)n : 0;
 }
 
 static int hex_val(unsigned char c)

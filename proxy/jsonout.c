@@ -5,36 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at s[0..avail) (>= 1), or, if it is ill-formed, minus the
- * length of its maximal ill-formed subpart (Unicode ch. 3, "U+FFFD substitution of maximal
- * subparts"): the lead byte plus the continuation bytes that were still acceptable. */
-static long utf8_unit(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        lo = c == 0xe0 ? 0xa0 : 0x80;
-        hi = c == 0xed ? 0x9f : 0xbf;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        lo = c == 0xf0 ? 0x90 : 0x80;
-        hi = c == 0xf4 ? 0x8f : 0xbf;
-    } else {
-        return -1;
-    }
-    for (size_t i = 1; i < n; i++) {
-        unsigned char l = i == 1 ? lo : 0x80, h = i == 1 ? hi : 0xbf;
-        if (i >= avail || s[i] < l || s[i] > h)
-            return -(long)i;
-    }
-    return (long)n;
-}
+#include "protocols/utf8.h"
 
 size_t jsonout_escape(char *out, size_t cap, const char *s, size_t len)
 {

@@ -1,0 +1,39 @@
+/* UTF-8 well-formedness, shared by every parser and writer that checks it. */
+#ifndef SW_PROTOCOLS_UTF8_H
+#define SW_PROTOCOLS_UTF8_H
+
+#include <stddef.h>
+
+/* Length of the well-formed UTF-8 sequence at s[0..avail) (avail >= 1), per Unicode Table 3-7
+ * (no overlongs, no surrogates, nothing above U+10FFFF); or, if it is ill-formed, minus the
+ * length of its maximal ill-formed subpart (the lead byte plus the continuation bytes that were
+ * still acceptable), which is what one U+FFFD replaces ("substitution of maximal subparts"). */
+static inline long utf8_unit(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;
+        hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return -1;
+    }
+    for (size_t i = 1; i < n; i++) {
+        unsigned char l = i == 1 ? lo : 0x80, h = i == 1 ? hi : 0xbf;
+        if (i >= avail || s[i] < l || s[i] > h)
+            return -(long)i;
+    }
+    return (long)n;
+}
+
+#endif

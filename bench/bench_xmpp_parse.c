@@ -322,7 +322,8 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     uint64_t mb = 64, reps = 5, chunk = 16384, seed = 42;
-    for (int i = 1; i < argc; i++) {
+    /* every option takes a value: step over both */
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok;
@@ -338,7 +339,6 @@ int main(int argc, char **argv)
             ok = false;
         if (!ok)
             usage();
-        i++;
     }
 
     struct gen g = {0};

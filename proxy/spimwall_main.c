@@ -17,6 +17,7 @@
 
 #include <ev.h>
 
+#include "matcher/reputation.h"
 #include "proxy/admin.h"
 #include "proxy/listener.h"
 #include "proxy/log.h"
@@ -37,6 +38,19 @@ struct daemon {
     ev_timer grace, poll;
     bool draining;
 };
+
+/* Scrape-time reputation figures for /metrics (admin thread; rep_get_stats locks each shard). */
+static void rep_metrics_cb(void *arg, struct metrics_rep_stats *st)
+{
+    struct rep_stats rs;
+    rep_get_stats(arg, &rs);
+    st->capacity = rs.capacity;
+    st->entries = rs.entries;
+    st->bytes = rs.bytes;
+    st->hits = rs.hits;
+    st->misses = rs.misses;
+    st->evictions = rs.evictions;
+}
 
 static void usage(FILE *f)
 {
@@ -208,6 +222,13 @@ static int run(const char *path)
     if (d.sh.metrics == NULL)
         goto fail;
     d.ms = metrics_slot(d.sh.metrics, cfg->workers);
+    /* The reputation cache is built once and survives reloads (its size is fixed at start). */
+    if (cfg->matcher.reputation) {
+        d.sh.rep = rep_new(&cfg->matcher.rep, &err);
+        if (d.sh.rep == NULL)
+            goto fail;
+        metrics_set_rep_cb(d.sh.metrics, rep_metrics_cb, d.sh.rep);
+    }
     d.sh.iptable = iptable_new(cfg->per_ip_table);
     if (d.sh.iptable == NULL) {
         sw_err_set(&err, "out of memory");
@@ -308,6 +329,7 @@ fail:
     ev_signal_stop(loop, &d.sig_int);
     ev_signal_stop(loop, &d.sig_hup);
     metrics_free(d.sh.metrics);
+    rep_free(d.sh.rep);
     iptable_free(d.sh.iptable);
     runtime_unref(d.rt);
     log_deinit();

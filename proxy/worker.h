@@ -3,7 +3,7 @@
  * A worker owns its loop, its listening sockets and its sessions; nothing of it is touched by
  * another thread except through worker_post_* (a mutex-protected mailbox and an ev_async).
  * Shared by all workers on purpose: struct worker_shared (metrics counters, the per-IP table,
- * the global connection count), each built for it. */
+ * the reputation cache, the global connection count), each built for it. */
 #ifndef SW_PROXY_WORKER_H
 #define SW_PROXY_WORKER_H
 
@@ -26,6 +26,8 @@ struct worker;
 struct worker_shared {
     struct metrics *metrics; /* borrowed; counters are lock-free */
     struct iptable *iptable; /* borrowed; sharded locks */
+    struct rep *rep;         /* borrowed; the reputation cache (sharded locks), NULL when
+                              * reputation.enabled is false; lives across reloads */
     atomic_uint n_conns;     /* live sessions of every worker (limits.max_connections) */
 };
 

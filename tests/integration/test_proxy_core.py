@@ -433,6 +433,14 @@ class ProxyCore(unittest.TestCase):
                                                 reason="upstream_down") == before + 1))
         self.assertIn("event=upstream_down listener=down", log_text())
 
+    def test_reputation_cache_metrics(self):
+        # the shared cache exists from start-up, sized by reputation.max_bytes (64 MiB default)
+        m = metrics()
+        self.assertGreater(m["spimwall_reputation_capacity"], 0)
+        self.assertGreater(m["spimwall_reputation_bytes"], 0)
+        self.assertLessEqual(m["spimwall_reputation_bytes"], 64 * 1024 * 1024)
+        self.assertEqual(m["spimwall_reputation_evictions_total"], 0)
+
     def test_slowloris_handshake_timeout(self):
         before = metric("spimwall_timeouts_total", listener="tls", kind="handshake")
         t0 = time.time()

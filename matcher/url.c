@@ -39,6 +39,45 @@ static const psl_ctx_t *psl_get(void)
     return psl_ctx;
 }
 
+/* libpsl's registrable-domain lookup costs 0.6-3 us per host, and link hosts repeat (a
+ * campaign, a popular site), so each set keeps a small direct-mapped cache of host -> offset of
+ * its registrable domain. Entries hold the whole host and are compared byte for byte, so a hash
+ * collision can only cost a lookup, never give a wrong domain. Hosts longer than DC_HOST_MAX
+ * are not cached. */
+#define DC_SLOTS 256
+#define DC_HOST_MAX 62
+
+struct url_domain_entry {
+    uint8_t len; /* host length; 0: empty */
+    uint8_t dom; /* offset of the registrable domain in the host */
+    char host[DC_HOST_MAX];
+};
+
+struct url_domain_cache {
+    struct url_domain_entry e[DC_SLOTS];
+};
+
+static size_t domain_offset(struct url_set *set, const char *host, size_t hn)
+{
+    struct url_domain_entry *e = NULL;
+    if (set->dcache != NULL && hn > 0 && hn <= DC_HOST_MAX) {
+        uint32_t h = 2166136261u;
+        for (size_t i = 0; i < hn; i++)
+            h = (h ^ (unsigned char)host[i]) * 16777619u;
+        e = &set->dcache->e[h & (DC_SLOTS - 1)];
+        if (e->len == hn && memcmp(e->host, host, hn) == 0)
+            return e->dom;
+    }
+    const char *d = psl_registrable_domain(psl_get(), host);
+    size_t off = d != NULL ? (size_t)(d - host) : 0;
+    if (e != NULL) {
+        e->len = (uint8_t)hn;
+        e->dom = (uint8_t)off;
+        memcpy(e->host, host, hn);
+    }
+    return off;
+}
+
 struct url_set *url_set_new(unsigned max_urls, size_t arena_bytes)
 {
     struct url_set *set = calloc(1, sizeof(*set));
@@ -46,7 +85,8 @@ struct url_set *url_set_new(unsigned max_urls, size_t arena_bytes)
         return NULL;
     set->items = calloc(max_urls > 0 ? max_urls : 1, sizeof(*set->items));
     set->arena = malloc(arena_bytes > 0 ? arena_bytes : 1);
-    if (set->items == NULL || set->arena == NULL) {
+    set->dcache = calloc(1, sizeof(*set->dcache));
+    if (set->items == NULL || set->arena == NULL || set->dcache == NULL) {
         url_set_free(set);
         return NULL;
     }
@@ -62,6 +102,7 @@ void url_set_free(struct url_set *set)
         return;
     free(set->items);
     free(set->arena);
+    free(set->dcache);
     free(set);
 }
 
@@ -644,9 +685,7 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
     /* libpsl applies the list's implicit "*" rule to a TLD it does not know, as browsers do:
      * "www.lure.example" is under "lure.example" (and flagged URL_F_NO_SUFFIX), so that the
      * reputation of a domain is not split over its host names */
-    const char *d = ip ? NULL : psl_registrable_domain(psl_get(), it->host);
-    if (d == NULL)
-        d = it->host;
+    const char *d = ip ? it->host : it->host + domain_offset(set, it->host, hn);
     it->domain = d;
     it->domain_len = (uint32_t)(hn - (size_t)(d - it->host));
     it->flags = flags;

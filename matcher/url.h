@@ -39,6 +39,8 @@ struct url_item {
     unsigned flags; /* enum url_flag bits */
 };
 
+struct url_domain_cache; /* url.c: registrable domains of recently seen hosts */
+
 struct url_set {
     struct url_item *items;
     unsigned n;       /* items found */
@@ -46,6 +48,7 @@ struct url_set {
     unsigned dropped; /* links seen beyond max, or that did not fit the arena */
     char *arena;
     size_t arena_cap, arena_used;
+    struct url_domain_cache *dcache; /* per set, so per thread; fixed size */
 };
 
 /* Allocates a set for at most max_urls items with an arena of arena_bytes for their strings.

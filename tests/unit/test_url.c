@@ -409,6 +409,35 @@ static void test_floods_finish(void **state)
     free(text);
 }
 
+/* The per-set domain cache must give exactly what libpsl gives, on first sight and after. */
+static void test_domain_cache_consistent(void **state)
+{
+    (void)state;
+    struct url_set *set = url_set_new(16, 8192);
+    assert_non_null(set);
+    char longhost[200];
+    /* a host longer than the cache keeps (62 bytes), in labels of legal length */
+    snprintf(longhost, sizeof(longhost), "http://%s.%s.example.co.uk/x",
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+    const char *texts[] = {"see http://a.b.example.co.uk/x and https://www.github.com/y",
+                           "again http://a.b.example.co.uk/z and http://x.github.io/",
+                           longhost};
+    const char *want[][2] = {{"example.co.uk", "github.com"},
+                             {"example.co.uk", "x.github.io"},
+                             {"example.co.uk", NULL}};
+    for (unsigned round = 0; round < 3; round++) {
+        for (unsigned t = 0; t < 3; t++) {
+            unsigned n = url_extract(texts[t], strlen(texts[t]), set);
+            assert_int_equal(n, want[t][1] != NULL ? 2 : 1);
+            for (unsigned i = 0; i < n; i++) {
+                assert_int_equal(set->items[i].domain_len, strlen(want[t][i]));
+                assert_memory_equal(set->items[i].domain, want[t][i], strlen(want[t][i]));
+            }
+        }
+    }
+    url_set_free(set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -425,6 +454,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_links_in_order, setup, teardown),
         cmocka_unit_test(test_bound_on_items),
         cmocka_unit_test(test_bound_on_arena),
+        cmocka_unit_test(test_domain_cache_consistent),
         cmocka_unit_test_setup_teardown(test_floods_finish, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -407,6 +407,29 @@ static void tls_failed(struct session *s, struct leg *l, enum metrics_tls_reason
         l == &s->cl ? "client" : "upstream", tls_reason_name(r));
 }
 
+/* Advances the TLS handshake of leg l (METRICS_LEG_CLIENT or METRICS_LEG_UPSTREAM): SW_AGAIN
+ * until the transport is ready again, SW_OK when done (counted and logged), SW_ERROR after the
+ * failure was counted by reason. */
+static int leg_handshake(struct session *s, struct leg *l, unsigned leg, const char *leg_name)
+{
+    if (!(l->ready & l->x.hs_need))
+        return SW_AGAIN;
+    int rc = l->x.ops->handshake(&l->x);
+    if (rc == SW_AGAIN) {
+        l->ready &= (uint8_t)~l->x.hs_need;
+        return SW_AGAIN;
+    }
+    if (rc != SW_OK) {
+        tls_failed(s, l, tls_failure_reason(l->x.ssl));
+        return SW_ERROR;
+    }
+    metrics_inc(s->w->ms, METRIC_TLS_HANDSHAKES, s->lidx, leg);
+    LOG(LOG_MOD_TLS, LOG_LEVEL_DEBUG, s->w->id, s->id, "tls_handshake",
+        "leg=%s version=%s cipher=%s resumed=%d", leg_name, SSL_get_version(l->x.ssl),
+        SSL_get_cipher_name(l->x.ssl), SSL_session_reused(l->x.ssl));
+    return SW_OK;
+}
+
 static int step_client_hs(struct session *s)
 {
     struct leg *l = &s->cl;
@@ -425,22 +448,7 @@ static int step_client_hs(struct session *s)
         }
         s->tls_peeked = true;
     }
-    if (!(l->ready & l->x.hs_need))
-        return SW_AGAIN;
-    int rc = l->x.ops->handshake(&l->x);
-    if (rc == SW_AGAIN) {
-        l->ready &= (uint8_t)~l->x.hs_need;
-        return SW_AGAIN;
-    }
-    if (rc != SW_OK) {
-        tls_failed(s, l, tls_failure_reason(l->x.ssl));
-        return SW_ERROR;
-    }
-    metrics_inc(s->w->ms, METRIC_TLS_HANDSHAKES, s->lidx, METRICS_LEG_CLIENT);
-    LOG(LOG_MOD_TLS, LOG_LEVEL_DEBUG, s->w->id, s->id, "tls_handshake",
-        "leg=client version=%s cipher=%s resumed=%d", SSL_get_version(l->x.ssl),
-        SSL_get_cipher_name(l->x.ssl), SSL_session_reused(l->x.ssl));
-    return SW_OK;
+    return leg_handshake(s, l, METRICS_LEG_CLIENT, "client");
 }
 
 static void upstream_down(struct session *s, int err)
@@ -544,23 +552,7 @@ int session_upstream_new_session(SSL *ssl, SSL_SESSION *sess)
 
 static int step_up_hs(struct session *s)
 {
-    struct leg *l = &s->up;
-    if (!(l->ready & l->x.hs_need))
-        return SW_AGAIN;
-    int rc = l->x.ops->handshake(&l->x);
-    if (rc == SW_AGAIN) {
-        l->ready &= (uint8_t)~l->x.hs_need;
-        return SW_AGAIN;
-    }
-    if (rc != SW_OK) {
-        tls_failed(s, l, tls_failure_reason(l->x.ssl));
-        return SW_ERROR;
-    }
-    metrics_inc(s->w->ms, METRIC_TLS_HANDSHAKES, s->lidx, METRICS_LEG_UPSTREAM);
-    LOG(LOG_MOD_TLS, LOG_LEVEL_DEBUG, s->w->id, s->id, "tls_handshake",
-        "leg=upstream version=%s cipher=%s resumed=%d", SSL_get_version(l->x.ssl),
-        SSL_get_cipher_name(l->x.ssl), SSL_session_reused(l->x.ssl));
-    return SW_OK;
+    return leg_handshake(s, &s->up, METRICS_LEG_UPSTREAM, "upstream");
 }
 
 /* --- relay ----------------------------------------------------------------------------- */

@@ -534,13 +534,16 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
         rm->ip = sw_hash64(msg->ip, msg->ip_len, m->salt ^ 0x1b);
     if (urls->n >= cfg->spread_min_urls && folded_len >= cfg->spread_min_len)
         rm->fingerprint = v->fingerprint ^ m->salt;
+    unsigned dom_url[REP_MAX_DOMAINS]; /* the URL each rm->domains[] entry came from */
     for (unsigned i = 0; i < urls->n && rm->n_domains < REP_MAX_DOMAINS; i++) {
         uint64_t h = sw_hash64(urls->items[i].domain, urls->items[i].domain_len, m->salt ^ 0xd0);
         bool dup = false;
         for (unsigned j = 0; j < rm->n_domains; j++)
             dup |= rm->domains[j] == h;
-        if (!dup)
+        if (!dup) {
+            dom_url[rm->n_domains] = i;
             rm->domains[rm->n_domains++] = h;
+        }
     }
     if (rm->fingerprint == 0 && rm->sender == 0 && rm->ip == 0 && rm->n_domains == 0)
         return;
@@ -562,19 +565,9 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
     if (rm->sender != 0 && sig.sender_rate >= cfg->rate_threshold)
         add_reason_count(v, "REP_RATE", cfg->score_rate, sig.sender_rate);
     if (rm->n_domains > 0 && sig.domain_spam >= cfg->bad_domain_threshold) {
-        /* name the domain: find the URL whose domain hash is the flagged one */
-        const char *d = NULL;
-        size_t dl = 0;
-        uint64_t want = rm->domains[sig.domain_spam_idx < rm->n_domains ? sig.domain_spam_idx : 0];
-        for (unsigned i = 0; i < urls->n; i++) {
-            if (sw_hash64(urls->items[i].domain, urls->items[i].domain_len, m->salt ^ 0xd0) ==
-                want) {
-                d = urls->items[i].domain;
-                dl = urls->items[i].domain_len;
-                break;
-            }
-        }
-        add_reason(v, "REP_BAD_DOMAIN", cfg->score_bad_domain, d, dl);
+        const struct url_item *u =
+            &urls->items[dom_url[sig.domain_spam_idx < rm->n_domains ? sig.domain_spam_idx : 0]];
+        add_reason(v, "REP_BAD_DOMAIN", cfg->score_bad_domain, u->domain, u->domain_len);
     }
     /* History amplifies evidence; it does not flag a link-free "good morning" on its own (a
      * hijacked account's owner keeps chatting while the worm spams). */

@@ -200,6 +200,26 @@ static struct rule *ruleset_push(struct ruleset *rs)
     return r;
 }
 
+/* Appends a zeroed entry for line lineno of ifile (interned), within limits.max_rules ("what"
+ * names the bound in the error). NULL with err "file:line: ..." when full or out of memory. */
+static struct rule *ruleset_push_at(struct ruleset *rs, const char *ifile, unsigned lineno,
+                                    const char *what, struct sw_err *err)
+{
+    if (rs->n >= rs->limits.max_rules) {
+        sw_err_set(err, "%s:%u: too many %s (max %zu)", ifile, lineno, what,
+                   rs->limits.max_rules);
+        return NULL;
+    }
+    struct rule *r = ruleset_push(rs);
+    if (r == NULL) {
+        sw_err_set(err, "%s:%u: out of memory", ifile, lineno);
+        return NULL;
+    }
+    r->file = ifile;
+    r->line = lineno;
+    return r;
+}
+
 struct ruleset *ruleset_clone(const struct ruleset *rs)
 {
     struct ruleset *c = ruleset_new(&rs->limits);
@@ -634,18 +654,9 @@ int ruleset_parse_rules(struct ruleset *rs, const char *buf, size_t len, const c
                        quote_tok(q, sizeof(q), tok, n));
             goto fail;
         }
-        if (rs->n >= rs->limits.max_rules) {
-            sw_err_set(err, "%s:%u: too many rules (max %zu)", file, it.lineno,
-                       rs->limits.max_rules);
+        struct rule *r = ruleset_push_at(rs, ifile, it.lineno, "rules", err);
+        if (r == NULL)
             goto fail;
-        }
-        struct rule *r = ruleset_push(rs);
-        if (r == NULL) {
-            sw_err_set(err, "%s:%u: out of memory", file, it.lineno);
-            goto fail;
-        }
-        r->file = ifile;
-        r->line = it.lineno;
         r->kind = RULE_KIND_RULE;
         if (parse_rule_line(rs, &c, r, why, sizeof(why)) != 0) {
             sw_err_set(err, "%s:%u: %s", file, it.lineno, why);
@@ -861,18 +872,9 @@ int ruleset_parse_list(struct ruleset *rs, enum rule_kind kind, const char *buf,
             line_len--;
         if (line_len == 0)
             continue;
-        if (rs->n >= rs->limits.max_rules) {
-            sw_err_set(err, "%s:%u: too many rules and list entries (max %zu)", file, it.lineno,
-                       rs->limits.max_rules);
+        struct rule *r = ruleset_push_at(rs, ifile, it.lineno, "rules and list entries", err);
+        if (r == NULL)
             goto fail;
-        }
-        struct rule *r = ruleset_push(rs);
-        if (r == NULL) {
-            sw_err_set(err, "%s:%u: out of memory", file, it.lineno);
-            goto fail;
-        }
-        r->file = ifile;
-        r->line = it.lineno;
         r->kind = kind;
         r->target = sender ? RULE_SENDER : RULE_DOMAIN;
         r->flags = RULE_F_CASELESS;

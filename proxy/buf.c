@@ -10,8 +10,14 @@ void buf_init(struct buf *b, uint32_t size)
 {
     assert(b != NULL && size > 0);
     b->data = NULL;
-    b->size = size;
+    b->size = b->init = b->max = size;
     b->head = b->fwd = b->tail = 0;
+}
+
+void buf_set_max(struct buf *b, uint32_t max)
+{
+    BUF_CHECK(b);
+    b->max = max > b->init ? max : b->init;
 }
 
 void buf_deinit(struct buf *b)
@@ -19,6 +25,7 @@ void buf_deinit(struct buf *b)
     BUF_CHECK(b);
     free(b->data);
     b->data = NULL;
+    b->size = b->init;
     b->head = b->fwd = b->tail = 0;
 }
 
@@ -59,12 +66,32 @@ static void buf_compact(struct buf *b)
     b->head = 0;
 }
 
+/* Grows the storage to hold at least need bytes (<= max). SW_OK or SW_ERROR. */
+static int buf_grow(struct buf *b, uint32_t need)
+{
+    if (need <= b->size)
+        return SW_OK;
+    if (need > b->max)
+        return SW_ERROR;
+    uint32_t n = b->size;
+    while (n < need)
+        n = n > b->max / 2 ? b->max : n * 2;
+    uint8_t *d = realloc(b->data, n);
+    if (d == NULL)
+        return SW_ERROR;
+    b->data = d;
+    b->size = n;
+    return SW_OK;
+}
+
 uint32_t buf_space(struct buf *b)
 {
     BUF_CHECK(b);
     if (b->data == NULL)
         return 0;
     buf_compact(b);
+    if (b->tail == b->size && b->size < b->max && buf_grow(b, b->size + 1) != SW_OK)
+        return 0;
     return b->size - b->tail;
 }
 
@@ -107,7 +134,8 @@ int buf_insert(struct buf *b, const uint8_t *data, uint32_t len)
         return SW_OK;
     if (buf_reserve(b) != SW_OK)
         return SW_ERROR;
-    if (len > b->size - (b->tail - b->head))
+    if (len > b->size - (b->tail - b->head) &&
+        (len > b->max - (b->tail - b->head) || buf_grow(b, (b->tail - b->head) + len) != SW_OK))
         return SW_ERROR;
     if (len > b->size - b->tail) {
         memmove(b->data, b->data + b->head, b->tail - b->head);

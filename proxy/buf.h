@@ -19,6 +19,8 @@
 struct buf {
     uint8_t *data; /* owned; NULL while the buffer is released */
     uint32_t size; /* capacity once allocated (the configured buffer size) */
+    uint32_t init; /* capacity of a fresh allocation */
+    uint32_t max;  /* capacity it may grow to for a protocol's pending unit (>= init) */
     uint32_t head; /* first byte not yet sent */
     uint32_t fwd;  /* end of the bytes released for sending */
     uint32_t tail; /* end of the received bytes */
@@ -75,14 +77,22 @@ static inline const uint8_t *buf_pending_ptr(const struct buf *b)
     return b->data != NULL ? b->data + b->fwd : NULL;
 }
 
-/* True if the buffer holds at least mark bytes (the high watermark test). */
+/* True if the buffer holds at least mark bytes (the high watermark test). Pending bytes count
+ * only up to init: a protocol waiting for the rest of one long unit (a stanza) must go on
+ * reading, and the parser bounds that unit. */
 static inline bool buf_above(const struct buf *b, uint32_t mark)
 {
     BUF_CHECK(b);
-    return b->tail - b->head >= mark;
+    uint32_t pending = b->tail - b->fwd;
+    return (b->fwd - b->head) + (pending < b->init ? pending : b->init) >= mark;
 }
 
-/* Free room at the tail after compacting consumed bytes away; 0 when unallocated or full. */
+/* Lets the buffer grow up to max (>= its size) while it is full; it shrinks back to the
+ * initial size when released empty. */
+void buf_set_max(struct buf *b, uint32_t max);
+
+/* Free room at the tail after compacting consumed bytes away, growing (doubling, up to max)
+ * when full; 0 when unallocated, full at max, or on ENOMEM. */
 uint32_t buf_space(struct buf *b);
 
 /* Where to append up to buf_space bytes; requires allocated storage. */

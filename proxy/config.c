@@ -366,9 +366,50 @@ static const char *const cert_keys[] = {"names", "cert", "key", NULL};
 static const char *const upstream_keys[] = {"address",     "tls",        "verify", "ca_file",
                                             "server_name", "send_proxy", NULL};
 static const char *const threshold_keys[] = {"tag", "drop", NULL};
-static const char *const listener_keys[] = {"name",         "protocol",       "bind",     "tls",
-                                            "certificates", "proxy_protocol", "upstream", "limits",
-                                            "timeouts",     "thresholds",     NULL};
+static const char *const listener_keys[] = {
+    "name",           "protocol", "bind",   "tls",      "certificates",
+    "proxy_protocol", "upstream", "limits", "timeouts", "thresholds",
+    "actions",        "xmpp",     NULL};
+static const char *const action_keys[] = {"tag",         "drop",       "bounce",
+                                          "bounce_text", "tag_prefix", NULL};
+static const char *const xmpp_keys[] = {"stanza_max", "depth_max", "roster_max", NULL};
+static const char *const action_names[] = {"pass", "tag", "drop", NULL};
+
+static int parse_actions(struct cfg_ctx *cx, const config_setting_t *s, struct config_actions *a)
+{
+    int on_tag = (int)a->on_tag, on_drop = (int)a->on_drop;
+    if (check_keys(cx, s, action_keys) != SW_OK ||
+        get_enum(cx, s, "tag", action_names, &on_tag) != SW_OK ||
+        get_enum(cx, s, "drop", action_names, &on_drop) != SW_OK ||
+        get_bool(cx, s, "bounce", &a->bounce) != SW_OK ||
+        get_string(cx, s, "bounce_text", &a->bounce_text) != SW_OK ||
+        get_string(cx, s, "tag_prefix", &a->tag_prefix) != SW_OK)
+        return SW_ERROR;
+    if (on_tag == CONFIG_ACTION_DROP)
+        return cfg_fail(cx, config_setting_get_member(s, "tag"),
+                        "a tag verdict can be \"tag\" or \"pass\", not \"drop\"");
+    a->on_tag = (enum config_action)on_tag;
+    a->on_drop = (enum config_action)on_drop;
+    if (a->bounce_text != NULL && strlen(a->bounce_text) > CONFIG_BOUNCE_TEXT_MAX)
+        return cfg_fail(cx, config_setting_get_member(s, "bounce_text"), "longer than %d bytes",
+                        CONFIG_BOUNCE_TEXT_MAX);
+    if (a->tag_prefix != NULL && strlen(a->tag_prefix) > CONFIG_TAG_PREFIX_MAX)
+        return cfg_fail(cx, config_setting_get_member(s, "tag_prefix"), "longer than %d bytes",
+                        CONFIG_TAG_PREFIX_MAX);
+    return SW_OK;
+}
+
+static int parse_xmpp(struct cfg_ctx *cx, const config_setting_t *s, struct config_xmpp *x)
+{
+    unsigned stanza_max = x->stanza_max;
+    if (check_keys(cx, s, xmpp_keys) != SW_OK ||
+        get_uint(cx, s, "stanza_max", &stanza_max, 4096, 64u << 20) != SW_OK ||
+        get_uint(cx, s, "depth_max", &x->depth_max, 2, 64) != SW_OK ||
+        get_uint(cx, s, "roster_max", &x->roster_max, 0, 1u << 20) != SW_OK)
+        return SW_ERROR;
+    x->stanza_max = stanza_max;
+    return SW_OK;
+}
 
 static int parse_certs(struct cfg_ctx *cx, const config_setting_t *s, struct config_listener *l)
 {
@@ -408,6 +449,12 @@ static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_s
     l->tag_threshold = cfg->matcher.tag_threshold;
     l->drop_threshold = cfg->matcher.drop_threshold;
     l->upstream.verify = true;
+    l->actions.on_tag = CONFIG_ACTION_TAG;
+    l->actions.on_drop = CONFIG_ACTION_DROP;
+    l->actions.bounce = true;
+    l->xmpp.stanza_max = 262144;
+    l->xmpp.depth_max = 32;
+    l->xmpp.roster_max = 2048;
     int proto = 0, tls = 0;
     if (check_keys(cx, g, listener_keys) != SW_OK || get_string(cx, g, "name", &l->name) ||
         get_enum(cx, g, "protocol", proto_names, &proto) != SW_OK ||
@@ -423,10 +470,10 @@ static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_s
         return cfg_fail(cx, g, "listener %s: missing required option \"protocol\"", l->name);
     l->proto = (enum config_proto)proto;
     l->tls = (enum config_tls_mode)tls;
-    if (l->proto != CONFIG_PROTO_TCP)
+    if (l->proto != CONFIG_PROTO_TCP && l->proto != CONFIG_PROTO_XMPP_C2S)
         return cfg_fail(cx, ps, "protocol %s is not implemented yet (issue 4/5)",
                         proto_names[proto]);
-    if (l->tls == CONFIG_TLS_STARTTLS)
+    if (l->tls == CONFIG_TLS_STARTTLS && l->proto == CONFIG_PROTO_TCP)
         return cfg_fail(cx, config_setting_get_member(g, "tls"),
                         "starttls needs a protocol that has it; tcp accepts none | direct");
 
@@ -503,6 +550,18 @@ static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_s
             return cfg_fail(cx, s, "tag (%g) must be below drop (%g)", l->tag_threshold,
                             l->drop_threshold);
     }
+    s = config_setting_get_member(g, "actions");
+    if (s != NULL && parse_actions(cx, s, &l->actions) != SW_OK)
+        return SW_ERROR;
+    s = config_setting_get_member(g, "xmpp");
+    if (s != NULL) {
+        if (l->proto != CONFIG_PROTO_XMPP_C2S && l->proto != CONFIG_PROTO_XMPP_S2S)
+            return cfg_fail(cx, s, "listener %s: xmpp options need an xmpp protocol", l->name);
+        if (parse_xmpp(cx, s, &l->xmpp) != SW_OK)
+            return SW_ERROR;
+    }
+    if (l->proto == CONFIG_PROTO_XMPP_C2S && l->limits.buffer_size < 4096)
+        return cfg_fail(cx, g, "listener %s: xmpp-c2s needs buffer_size >= 4096", l->name);
     return SW_OK;
 }
 
@@ -764,6 +823,8 @@ void config_free(struct config *cfg)
         free(l->upstream.address);
         free(l->upstream.ca_file);
         free(l->upstream.server_name);
+        free(l->actions.bounce_text);
+        free(l->actions.tag_prefix);
     }
     free(cfg->listeners);
     free(cfg->path);

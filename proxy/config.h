@@ -73,6 +73,31 @@ struct config_timeouts {
     double idle;      /* no byte either way; default 600 s */
 };
 
+/* What a verdict does on a listener (issue 3 "actions"): a monitor-only listener maps drop to
+ * tag or pass. Values equal enum verdict_action. */
+enum config_action {
+    CONFIG_ACTION_PASS = 0,
+    CONFIG_ACTION_TAG = 1,
+    CONFIG_ACTION_DROP = 2,
+};
+
+struct config_actions {
+    enum config_action on_tag;  /* tag (default) | pass */
+    enum config_action on_drop; /* drop (default) | tag | pass */
+    bool bounce;                /* tell the sender of a dropped message; default true */
+    char *bounce_text;          /* text of the bounce; NULL = none; <= 256 bytes */
+    char *tag_prefix;           /* visible prefix for tagged bodies; NULL = none; <= 64 bytes */
+};
+
+#define CONFIG_BOUNCE_TEXT_MAX 256
+#define CONFIG_TAG_PREFIX_MAX 64
+
+struct config_xmpp {
+    uint32_t stanza_max; /* bytes of one stanza or stream header; default 262144 */
+    unsigned depth_max;  /* element nesting in a stanza; default 32 */
+    unsigned roster_max; /* contacts remembered per session (stranger signal); default 2048 */
+};
+
 struct config_listener {
     char *name;
     enum config_proto proto;
@@ -88,6 +113,8 @@ struct config_listener {
     struct config_limits limits;
     struct config_timeouts timeouts;
     double tag_threshold, drop_threshold; /* default: matcher's */
+    struct config_actions actions;
+    struct config_xmpp xmpp; /* xmpp-c2s */
     int line;
 };
 

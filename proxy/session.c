@@ -19,6 +19,7 @@
 #include "proxy/runtime.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
+#include "proxy/xmpp_c2s.h"
 #include "proxy/xprt.h"
 
 /* Life cycle:
@@ -59,14 +60,19 @@ struct session {
     uint64_t id;
     uint16_t lidx;
     uint8_t state;
-    bool ip_held;    /* peer counted in the per-IP table */
-    bool tls_peeked; /* first client byte checked for a TLS record */
+    bool ip_held;     /* peer counted in the per-IP table */
+    bool tls_peeked;  /* first client byte checked for a TLS record */
+    bool up_deferred; /* the protocol connects the upstream (session_connect_upstream) */
+    bool ending;      /* session_end: flush, then close */
+    bool cl_starttls; /* session_start_client_tls: TLS once the s2c ready bytes are out */
     struct leg cl, up;
     struct buf c2s, s2c;
     ev_timer timer;
     ev_tstamp last_active;
-    union sockaddr_any peer;  /* the real client (after a PROXY header) */
-    union sockaddr_any local; /* the address it connected to */
+    union sockaddr_any peer;    /* the real client (after a PROXY header) */
+    union sockaddr_any local;   /* the address it connected to */
+    union sockaddr_any up_addr; /* upstream chosen by the protocol (up_addr_len > 0) */
+    socklen_t up_addr_len;
 };
 
 static void session_run(struct session *s);
@@ -96,11 +102,53 @@ const struct sockaddr *session_peer(const struct session *s)
     return &s->peer.sa;
 }
 
+bool session_client_tls(const struct session *s)
+{
+    return s->cl.x.ssl != NULL && s->state != ST_CLIENT_HS;
+}
+
+const char *session_client_sni(const struct session *s)
+{
+    return s->cl.x.ssl != NULL ? SSL_get_servername(s->cl.x.ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}
+
+struct metrics_slot *session_metrics(const struct session *s)
+{
+    return s->w->ms;
+}
+
+struct rep *session_rep(const struct session *s)
+{
+    return s->w->sh->rep;
+}
+
+struct matcher_ctx *session_matcher_ctx(const struct session *s)
+{
+    return s->w->mctx;
+}
+
+unsigned session_listener_index(const struct session *s)
+{
+    return s->lidx;
+}
+
+uint64_t session_now_ms(const struct session *s)
+{
+    return (uint64_t)(ev_now(s->w->loop) * 1000.0);
+}
+
 static const struct proto_ops proto_tcp = {.name = "tcp"};
 
 const struct proto_ops *proto_for(enum config_proto p)
 {
-    return p == CONFIG_PROTO_TCP ? &proto_tcp : NULL;
+    switch (p) {
+    case CONFIG_PROTO_TCP:
+        return &proto_tcp;
+    case CONFIG_PROTO_XMPP_C2S:
+        return &xmpp_c2s_proto;
+    default:
+        return NULL;
+    }
 }
 
 static const char *lname(const struct session *s)
@@ -223,6 +271,10 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = s->w;
     char p[80];
     enum metrics_timeout kind = METRICS_TIMEOUT_HANDSHAKE;
+    if (s->ending) {
+        kind = METRICS_TIMEOUT_HANDSHAKE; /* the last words never got out */
+        goto out;
+    }
     switch (s->state) {
     case ST_RELAY: {
         /* lazy idle timer: I/O only stamps last_active; re-arm for what is left */
@@ -247,6 +299,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     default:
         break;
     }
+out:;
     static const char *const kinds[] = {"connect", "handshake", "idle"};
     metrics_inc(w->ms, METRIC_TIMEOUTS, s->lidx, kind);
     LOG(LOG_MOD_SESSION, LOG_LEVEL_INFO, w->id, s->id, "timeout", "listener=%s peer=%s kind=%s",
@@ -299,11 +352,11 @@ static void session_update_io(struct session *s)
         ue = s->up.x.hs_need;
         break;
     case ST_RELAY:
-        if (may_read(&s->cl, &s->c2s, hiwm))
+        if (!s->ending && !s->cl_starttls && may_read(&s->cl, &s->c2s, hiwm))
             ce |= s->cl.x.rd_need;
         if (may_write(&s->cl, &s->up, &s->s2c))
             ce |= s->cl.x.wr_need;
-        if (may_read(&s->up, &s->s2c, hiwm))
+        if (!s->ending && may_read(&s->up, &s->s2c, hiwm))
             ue |= s->up.x.rd_need;
         if (may_write(&s->up, &s->cl, &s->c2s))
             ue |= s->up.x.wr_need;
@@ -464,15 +517,21 @@ static void upstream_down(struct session *s, int err)
 static int start_connect(struct session *s)
 {
     const struct config_upstream *u = &s->rl->cfg->upstream;
+    const struct sockaddr *sa = (const struct sockaddr *)&u->addr;
+    socklen_t sa_len = u->addr_len;
+    if (s->up_addr_len > 0) {
+        sa = &s->up_addr.sa;
+        sa_len = s->up_addr_len;
+    }
     int one = 1;
-    int fd = socket(u->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
         upstream_down(s, errno);
         return SW_ERROR;
     }
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     xprt_init_plain(&s->up.x, fd);
-    if (connect(fd, (const struct sockaddr *)&u->addr, u->addr_len) == -1 && errno != EINPROGRESS) {
+    if (connect(fd, sa, sa_len) == -1 && errno != EINPROGRESS) {
         upstream_down(s, errno);
         return SW_ERROR;
     }
@@ -560,8 +619,8 @@ static int step_up_hs(struct session *s)
 /* Reads from src into b. Returns 1 on progress, 0 if nothing could be done, SW_ERROR. */
 static int relay_read(struct session *s, struct leg *src, struct buf *b, enum session_dir dir)
 {
-    if (src->rd_eof || !(src->ready & src->x.rd_need) ||
-        buf_above(b, s->rl->cfg->limits.high_watermark))
+    if (src->x.ops == NULL || s->ending || s->cl_starttls || src->rd_eof ||
+        !(src->ready & src->x.rd_need) || buf_above(b, s->rl->cfg->limits.high_watermark))
         return 0;
     if (buf_reserve(b) != SW_OK)
         return SW_ERROR;
@@ -574,14 +633,27 @@ static int relay_read(struct session *s, struct leg *src, struct buf *b, enum se
         buf_release_if_empty(b);
         return 0;
     }
-    if (n < 0)
-        return SW_ERROR;
+    if (n < 0) {
+        if (src != &s->up || s->proto->on_eof == NULL)
+            return SW_ERROR;
+        /* the upstream failed mid-session: the protocol tells the client in its own terms */
+        char p[80];
+        LOG(LOG_MOD_SESSION, LOG_LEVEL_INFO, s->w->id, s->id, "upstream_lost",
+            "listener=%s peer=%s error=%s", lname(s), peer_str(s, p, sizeof(p)),
+            errno != 0 ? strerror(errno) : "tls");
+        src->shut = true;
+        buf_drop(&s->c2s, buf_pending(&s->c2s));
+        buf_consume(&s->c2s, buf_ready(&s->c2s));
+        n = 0;
+    }
     s->last_active = ev_now(s->w->loop);
     if (n == 0) {
         src->rd_eof = true;
         /* bytes the protocol never completed cannot be judged any more */
         buf_drop(b, buf_pending(b));
         buf_release_if_empty(b);
+        if (s->proto->on_eof != NULL)
+            s->proto->on_eof(s, s->proto_state, dir);
         return 1;
     }
     buf_produce(b, (uint32_t)n);
@@ -599,7 +671,8 @@ static int relay_read(struct session *s, struct leg *src, struct buf *b, enum se
 /* Writes b's ready bytes to dst, or ends dst's direction once src ended and b drained. */
 static int relay_write(struct session *s, struct leg *dst, struct leg *src, struct buf *b)
 {
-    if (!may_write(dst, src, b) || !(dst->ready & dst->x.wr_need))
+    if (dst->x.ops == NULL || dst->shut || !may_write(dst, src, b) ||
+        !(dst->ready & dst->x.wr_need))
         return 0;
     if (buf_ready(b) == 0) {
         int rc = dst->x.ops->shutdown(&dst->x);
@@ -617,6 +690,12 @@ static int relay_write(struct session *s, struct leg *dst, struct leg *src, stru
         dst->ready &= (uint8_t)~dst->x.wr_need;
         return 0;
     }
+    if (n < 0 && s->ending && dst == &s->up) {
+        /* last words toward a dead upstream: nobody to tell */
+        dst->shut = true;
+        buf_consume(b, buf_ready(b));
+        return 1;
+    }
     if (n < 0)
         return SW_ERROR;
     buf_consume(b, (uint32_t)n);
@@ -625,9 +704,35 @@ static int relay_write(struct session *s, struct leg *dst, struct leg *src, stru
     return 1;
 }
 
+/* Switches the client leg to TLS (session_start_client_tls) once the s2c bytes are out. */
+static int client_starttls(struct session *s)
+{
+    SSL *ssl = tls_server_ssl_new((struct tls_server *)&s->rl->server);
+    if (ssl == NULL)
+        return SW_ERROR;
+    /* plaintext sent after the request must not survive into the TLS stream */
+    buf_drop(&s->c2s, buf_pending(&s->c2s));
+    int fd = s->cl.x.fd;
+    xprt_init_tls(&s->cl.x, fd, ssl, 1);
+    s->cl.ready = EV_READ | EV_WRITE;
+    s->cl_starttls = false;
+    s->tls_peeked = false;
+    session_set_state(s, ST_CLIENT_HS);
+    return SW_OK;
+}
+
+/* session_end: true once the last words are out (or cannot go anywhere). */
+static bool ending_done(struct session *s)
+{
+    if (buf_ready(&s->s2c) > 0 && !s->cl.shut)
+        return false;
+    return s->up.x.ops == NULL || s->up.shut || buf_ready(&s->c2s) == 0;
+}
+
 /* Moves bytes both ways until nothing progresses (bounded, for fairness between sessions;
- * a leg left ready keeps its interest, so the loop comes back). SW_OK, SW_DECLINED when both
- * directions are finished, SW_ERROR. */
+ * a leg left ready keeps its interest, so the loop comes back). SW_AGAIN, SW_OK when the
+ * state changed (connect or TLS requested by the protocol), SW_DECLINED when both directions
+ * are finished or an ending session flushed, SW_ERROR. */
 static int relay(struct session *s)
 {
     int i;
@@ -636,15 +741,28 @@ static int relay(struct session *s)
         if ((rc = relay_read(s, &s->cl, &s->c2s, SESSION_C2S)) < 0)
             return SW_ERROR;
         p |= rc;
+        if (s->state != ST_RELAY)
+            return SW_OK;
         if ((rc = relay_write(s, &s->up, &s->cl, &s->c2s)) < 0)
             return SW_ERROR;
         p |= rc;
         if ((rc = relay_read(s, &s->up, &s->s2c, SESSION_S2C)) < 0)
             return SW_ERROR;
         p |= rc;
+        if (s->state != ST_RELAY)
+            return SW_OK;
         if ((rc = relay_write(s, &s->cl, &s->up, &s->s2c)) < 0)
             return SW_ERROR;
         p |= rc;
+        if (s->cl_starttls && buf_ready(&s->s2c) == 0)
+            return client_starttls(s);
+        if (s->ending && ending_done(s)) {
+            if (!s->cl.shut)
+                (void)s->cl.x.ops->shutdown(&s->cl.x);
+            if (s->up.x.ops != NULL && !s->up.shut)
+                (void)s->up.x.ops->shutdown(&s->up.x);
+            return SW_DECLINED;
+        }
         if (p == 0)
             break;
     }
@@ -653,9 +771,65 @@ static int relay(struct session *s)
      * cancels this). */
     if (i == 16)
         ev_feed_event(s->w->loop, &s->cl.io, EV_CUSTOM);
-    if (s->cl.rd_eof && s->up.shut && s->up.rd_eof && s->cl.shut)
+    if (s->cl.rd_eof && s->cl.shut && (s->up.x.ops == NULL || (s->up.shut && s->up.rd_eof)))
         return SW_DECLINED;
+    if (s->cl.rd_eof && s->up.x.ops == NULL && buf_ready(&s->s2c) == 0)
+        return SW_DECLINED; /* the client left before any upstream was needed */
+    return SW_AGAIN;
+}
+
+void session_defer_upstream(struct session *s)
+{
+    s->up_deferred = true;
+}
+
+int session_connect_upstream(struct session *s, const struct sockaddr *addr, socklen_t len)
+{
+    if (!s->up_deferred || s->up.x.ops != NULL || s->state != ST_RELAY)
+        return SW_ERROR;
+    if (addr != NULL) {
+        if (len > sizeof(s->up_addr) || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+            return SW_ERROR;
+        memcpy(&s->up_addr, addr, len);
+        s->up_addr_len = len;
+    }
+    s->up_deferred = false;
+    session_set_state(s, ST_CONNECT);
     return SW_OK;
+}
+
+void session_end(struct session *s)
+{
+    if (s->ending)
+        return;
+    s->ending = true;
+    session_arm(s, s->rl->cfg->timeouts.handshake);
+}
+
+int session_start_client_tls(struct session *s)
+{
+    if (s->cl.x.ssl != NULL || s->rl->server.n == 0 || s->ending)
+        return SW_ERROR;
+    s->cl_starttls = true;
+    return SW_OK;
+}
+
+/* The upstream failed before relaying: lets the protocol answer the client itself. True if
+ * it took over (the session goes on without an upstream until the protocol ends it). */
+static bool upstream_handover(struct session *s)
+{
+    s->up.x.ops->close(&s->up.x);
+    memset(&s->up.x, 0, sizeof(s->up.x));
+    s->up.x.fd = -1;
+    s->up.ready = 0;
+    leg_set_events(s, &s->up, 0);
+    s->cl.ready = EV_READ | EV_WRITE;
+    session_set_state(s, ST_RELAY);
+    if (s->proto->upstream_failed(s, s->proto_state) != SW_OK)
+        return false;
+    if (!s->ending)
+        session_end(s);
+    return true;
 }
 
 static void session_run(struct session *s)
@@ -669,8 +843,9 @@ static void session_run(struct session *s)
             rc = step_proxy(s);
             why = "proxy_header";
             if (rc == SW_OK)
-                session_set_state(s,
-                                  s->rl->cfg->tls == CONFIG_TLS_DIRECT ? ST_CLIENT_HS : ST_CONNECT);
+                session_set_state(s, s->rl->cfg->tls == CONFIG_TLS_DIRECT ? ST_CLIENT_HS
+                                     : s->up_deferred                     ? ST_RELAY
+                                                                          : ST_CONNECT);
             break;
         case ST_CLIENT_HS:
             if (s->cl.x.ssl == NULL) {
@@ -685,7 +860,7 @@ static void session_run(struct session *s)
             rc = step_client_hs(s);
             why = "client_tls";
             if (rc == SW_OK)
-                session_set_state(s, ST_CONNECT);
+                session_set_state(s, s->up.x.ops != NULL || s->up_deferred ? ST_RELAY : ST_CONNECT);
             break;
         case ST_CONNECT:
             if (s->up.x.ops == NULL) {
@@ -716,10 +891,11 @@ static void session_run(struct session *s)
                 session_close(s, "done");
                 return;
             }
-            if (rc == SW_OK)
-                rc = SW_AGAIN;
             break;
         }
+        if (rc == SW_ERROR && (st == ST_CONNECT || st == ST_UP_HS) &&
+            s->proto->upstream_failed != NULL && upstream_handover(s))
+            rc = SW_OK;
         if (rc == SW_ERROR) {
             if (st == ST_RELAY) {
                 /* reset by a peer, TLS record error: the other failures logged already */
@@ -767,6 +943,12 @@ int session_new(struct worker *w, unsigned lidx, int fd, const struct sockaddr *
     s->cl.ready = EV_READ | EV_WRITE;
     buf_init(&s->c2s, rl->cfg->limits.buffer_size);
     buf_init(&s->s2c, rl->cfg->limits.buffer_size);
+    if (rl->cfg->proto == CONFIG_PROTO_XMPP_C2S) {
+        /* a stanza waits whole in the buffer until it is judged */
+        uint32_t max = rl->cfg->xmpp.stanza_max + 2 * rl->cfg->limits.buffer_size;
+        buf_set_max(&s->c2s, max);
+        buf_set_max(&s->s2c, max);
+    }
     ev_io_init(&s->cl.io, client_io_cb, fd, EV_READ);
     ev_io_init(&s->up.io, upstream_io_cb, -1, EV_READ);
     s->cl.io.data = s->up.io.data = s;
@@ -789,7 +971,7 @@ int session_new(struct worker *w, unsigned lidx, int fd, const struct sockaddr *
         LOG(LOG_MOD_SESSION, LOG_LEVEL_DEBUG, w->id, s->id, "conn_open", "listener=%s peer=%s",
             lname(s), peer_str(s, p, sizeof(p)));
     }
-    enum session_state first = ST_CONNECT;
+    enum session_state first = s->up_deferred ? ST_RELAY : ST_CONNECT;
     if (rl->cfg->n_proxy_from > 0 &&
         config_cidr_match(rl->cfg->proxy_from, rl->cfg->n_proxy_from, peer))
         first = ST_PROXY;

@@ -26,6 +26,9 @@
 
 struct session;
 struct worker;
+struct metrics_slot;
+struct rep;
+struct matcher_ctx;
 
 enum session_dir {
     SESSION_C2S = 0, /* client to upstream */
@@ -45,6 +48,15 @@ struct proto_ops {
                    size_t len);
     /* Frees the state (may be NULL). */
     void (*close)(void *state);
+    /* Optional. Direction dir ended (the sender closed, or the upstream failed mid-session):
+     * pending bytes were discarded; the protocol may still insert a last word toward the other
+     * side of that direction's receiver (e.g. a stream error to the client). */
+    void (*on_eof)(struct session *s, void *state, enum session_dir dir);
+    /* Optional. The upstream could not be reached (connect, PROXY header or TLS failed, all
+     * counted and logged already). SW_OK if the protocol queued its own error toward the
+     * client with session_insert(SESSION_S2C) and called session_end(); SW_ERROR (or NULL)
+     * closes the session at once. */
+    int (*upstream_failed)(struct session *s, void *state);
 };
 
 /* The ops of a protocol; the pass-through for tcp. NULL for one not implemented yet. */
@@ -68,6 +80,43 @@ int session_drop(struct session *s, enum session_dir dir, size_t n);
 /* Queues len bytes (copied) in direction dir ahead of its pending bytes. SW_ERROR if they do
  * not fit in the buffer. */
 int session_insert(struct session *s, enum session_dir dir, const uint8_t *data, size_t len);
+
+/* Called from open(): the upstream is connected only when the protocol asks with
+ * session_connect_upstream(); until then client bytes are judged and the protocol may answer
+ * locally with session_insert(SESSION_S2C) (forwarded C2S bytes wait in the buffer). */
+void session_defer_upstream(struct session *s);
+
+/* Connects a deferred upstream now, to addr/len (copied; NULL = the listener's configured
+ * upstream), with the listener's PROXY and TLS settings. The connect starts once the current
+ * on_data returns. SW_OK, or SW_ERROR if the session has an upstream already or addr is bad. */
+int session_connect_upstream(struct session *s, const struct sockaddr *addr, socklen_t len);
+
+/* Ends the session gracefully: nothing more is read from either side; the bytes already
+ * judged (forwarded or inserted) are written, each leg's sending direction is closed, then the
+ * session is freed. Bounded by the handshake timeout. */
+void session_end(struct session *s);
+
+/* STARTTLS on the client leg: once the client-bound bytes queued now (the <proceed/>) are
+ * written, every pending client byte is discarded (plaintext after the request must not
+ * survive into the TLS stream) and a TLS server handshake starts on the client leg with the
+ * listener's certificates; relaying resumes after it. SW_ERROR if the client leg is TLS already
+ * or the listener has no certificates. */
+int session_start_client_tls(struct session *s);
+
+/* True once the client leg runs TLS (direct, or after session_start_client_tls). */
+bool session_client_tls(const struct session *s);
+
+/* The SNI name the client sent, or NULL (borrowed, valid for the session). */
+const char *session_client_sni(const struct session *s);
+
+/* The worker's metrics slot, shared reputation cache (NULL if off) and matcher working state
+ * (per worker; NULL if it could not be allocated), for protocols. */
+struct metrics_slot *session_metrics(const struct session *s);
+struct rep *session_rep(const struct session *s);
+struct matcher_ctx *session_matcher_ctx(const struct session *s);
+unsigned session_listener_index(const struct session *s);
+/* The loop's current time in ms (ev_now), for reputation timestamps. */
+uint64_t session_now_ms(const struct session *s);
 
 /* OpenSSL new-session callback of upstream contexts: keeps sess as the worker's resumption
  * candidate for the session's listener. Returns 1 (reference kept) or 0. Worker thread. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "matcher/matcher.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
 
@@ -130,8 +131,9 @@ int worker_init(struct worker *w, unsigned id, struct worker_shared *sh, struct 
     w->ls = calloc(n_fds, sizeof(*w->ls));
     w->up_sess = calloc(n_fds, sizeof(*w->up_sess));
     w->up_sess_gen = calloc(n_fds, sizeof(*w->up_sess_gen));
+    w->mctx = matcher_ctx_new();
     if (w->loop == NULL || w->ls == NULL || w->ms == NULL || w->up_sess == NULL ||
-        w->up_sess_gen == NULL) {
+        w->up_sess_gen == NULL || w->mctx == NULL) {
         for (unsigned i = 0; i < n_fds; i++)
             close(fds[i]);
         return sw_err_set(err, "worker %u: cannot create its event loop", id);
@@ -214,6 +216,8 @@ void worker_deinit(struct worker *w)
     free(w->up_sess);
     w->up_sess = NULL;
     free(w->up_sess_gen);
+    matcher_ctx_free(w->mctx);
+    w->mctx = NULL;
     w->up_sess_gen = NULL;
     free(w->ls);
     w->ls = NULL;

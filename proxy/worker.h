@@ -53,6 +53,7 @@ struct worker {
      * generation (a reload brings new contexts) */
     SSL_SESSION **up_sess;
     uint64_t *up_sess_gen;
+    struct matcher_ctx *mctx; /* matcher working state of this thread */
     struct session *sessions; /* live sessions, doubly linked */
     unsigned n_sessions;
     uint64_t next_conn_id;

@@ -18,6 +18,10 @@
 #include <stdint.h>
 
 #include "protocols/xmpp/xmpp_parser.h"
+#include "proxy/session.h"
+
+/* The xmpp-c2s protocol (proxy/xmpp_proto.c); see docs/xmpp.md. */
+extern const struct proto_ops xmpp_c2s_proto;
 
 /* Per-direction XEP-0198 correction: stanzas the proxy removed from / added to one direction. */
 struct xmpp_c2s_sm_dir {
@@ -30,6 +34,35 @@ struct xmpp_c2s_sm {
     struct xmpp_c2s_sm_dir c2s; /* client to server */
     struct xmpp_c2s_sm_dir s2c; /* server to client */
 };
+
+/* Position-aware accounting for one direction. An ack covers the first h stanzas the receiver
+ * got; only the drops and inserts that happened before its h-th stanza (plus drops right after
+ * it) may be applied, else a resume would skip a legitimate stanza the receiver never got, or
+ * an early bounce would push h below what the server sent. Each drop or insert is recorded
+ * with the receiver's stanza count at that moment; an ack applies (and retires) the records it
+ * covers. Acks only grow, so retired records never come back. When the ring is full the oldest
+ * record is applied early: a drop applied early never exceeds what the sender sent. */
+#define XMPP_C2S_SM_MARKS 128
+
+struct xmpp_c2s_sm_track {
+    uint32_t delivered;          /* stanzas of this direction that reached the receiver */
+    struct xmpp_c2s_sm_dir base; /* records already covered by an ack */
+    uint16_t head, n;            /* ring of records */
+    uint32_t pos[XMPP_C2S_SM_MARKS];
+    uint8_t insert[XMPP_C2S_SM_MARKS];
+};
+
+/* A stanza of the direction reached (was forwarded toward) the receiver. */
+void xmpp_c2s_track_delivered(struct xmpp_c2s_sm_track *t);
+/* A stanza of the sender was removed. */
+void xmpp_c2s_track_dropped(struct xmpp_c2s_sm_track *t);
+/* The proxy inserted a stanza of its own toward the receiver. */
+void xmpp_c2s_track_inserted(struct xmpp_c2s_sm_track *t);
+/* The receiver acked h: retires the records h covers and returns the correction for h. */
+struct xmpp_c2s_sm_dir xmpp_c2s_track_ack(struct xmpp_c2s_sm_track *t, uint32_t h);
+/* After a resume at receiver count h: records beyond h are forgotten (the sender retransmits
+ * those stanzas, and they are judged again) and counting goes on from h. */
+void xmpp_c2s_track_resume(struct xmpp_c2s_sm_track *t, uint32_t h);
 
 /* True for the elements XEP-0198 counts as stanzas (message, presence, iq). */
 bool xmpp_c2s_sm_counts(enum xmpp_kind kind);
@@ -78,5 +111,45 @@ size_t xmpp_c2s_build_shim(double score, const char *reasons, char *out, size_t 
 size_t xmpp_c2s_build_bounce(const char *to_raw, size_t to_len, const char *from_raw,
                              size_t from_len, const char *id_raw, size_t id_len, const char *text,
                              char *out, size_t cap);
+
+/* One child element of an element's content: its bytes content[start..end) and its local
+ * name. */
+struct xmpp_c2s_child {
+    size_t start, end;
+    const char *local;
+    size_t local_len;
+};
+
+/* Finds the next child element of content[0..len) (borrowed; the content of an element the
+ * parser accepted, so well-formed) at or after *pos, skipping text and CDATA. Quote-aware.
+ * Returns true and fills *c (and sets *pos = c->end), or false when there is none. */
+bool xmpp_c2s_next_child(const char *content, size_t len, size_t *pos, struct xmpp_c2s_child *c);
+
+/* Finds attribute name in the start tag at tag[0..len) (borrowed; starting at '<'): sets
+ * *val and *val_len to its raw value. Returns false if absent. */
+bool xmpp_c2s_attr(const char *tag, size_t len, const char *name, const char **val,
+                   size_t *val_len);
+
+/* Rewrites <stream:features> el[0..len) (borrowed; content at el[cpos..cpos+clen)): removes
+ * a <starttls/> child when strip_tls; lowers XEP-0478 <limits xmlns='urn:xmpp:stream-limits:0'>
+ * <max-bytes> to max_bytes and <idle-seconds> to idle_max (0 = leave), and adds a <limits/>
+ * child with max_bytes when the server advertised none. Writes the new element to out[0..cap)
+ * and returns its length (may exceed cap, like snprintf), or 0 when nothing changes. */
+size_t xmpp_c2s_rewrite_features(const char *el, size_t len, size_t cpos, size_t clen,
+                                 bool strip_tls, uint32_t max_bytes, uint32_t idle_max, char *out,
+                                 size_t cap);
+
+/* From an <iq type='result'> el[0..len) (borrowed; content at cpos/clen) holding
+ * <bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>J</jid></bind>: sets *jid and *jid_len to
+ * the raw J. Returns false otherwise. */
+bool xmpp_c2s_bind_jid(const char *el, size_t len, size_t cpos, size_t clen, const char **jid,
+                       size_t *jid_len);
+
+/* Calls cb for every <item jid='...'> of a <query xmlns='jabber:iq:roster'> in an iq
+ * el[0..len) (content at cpos/clen), with the raw jid and whether subscription='remove'.
+ * Returns the number of items, or -1 when the iq holds no roster query. */
+int xmpp_c2s_roster_items(const char *el, size_t len, size_t cpos, size_t clen,
+                          void (*cb)(void *arg, const char *jid, size_t jid_len, bool remove),
+                          void *arg);
 
 #endif

@@ -107,8 +107,21 @@ static const struct error_case error_cases[] = {
     {"workers = 100000;\n" LISTENER, "t.conf:1: workers: 100000 is out of range 0..256"},
     {"", "t.conf:0: no listeners"},
     {"listeners = ( { name = \"a\"; protocol = \"xmpp-c2s\"; bind = \"127.0.0.1:1\";\n"
-     "  upstream = { address = \"127.0.0.1:2\"; }; } );\n",
-     "t.conf:1: protocol: protocol xmpp-c2s is not implemented yet (issue 4/5)"},
+     "  upstream = { address = \"127.0.0.1:2\"; };\n actions = { tag = \"drop\"; }; } );\n",
+     "t.conf:3: tag: a tag verdict can be \"tag\" or \"pass\", not \"drop\""},
+    {"listeners = ( { name = \"a\"; protocol = \"xmpp-c2s\"; bind = \"127.0.0.1:1\";\n"
+     "  upstream = { address = \"127.0.0.1:2\"; };\n actions = { drop = \"bounce\"; }; } );\n",
+     "t.conf:3: drop: \"bounce\" is not one of pass | tag | drop"},
+    {"listeners = ( { name = \"a\"; protocol = \"xmpp-c2s\"; bind = \"127.0.0.1:1\";\n"
+     "  upstream = { address = \"127.0.0.1:2\"; };\n xmpp = { stanza_max = 100; }; } );\n",
+     "t.conf:3: stanza_max: 100 is out of range 4096..67108864"},
+    {"listeners = ( { name = \"a\"; protocol = \"tcp\"; bind = \"127.0.0.1:1\";\n"
+     "  upstream = { address = \"127.0.0.1:2\"; };\n xmpp = { depth_max = 8; }; } );\n",
+     "t.conf:3: xmpp: listener a: xmpp options need an xmpp protocol"},
+    {"listeners = ( { name = \"a\"; protocol = \"xmpp-c2s\"; bind = \"127.0.0.1:1\";\n"
+     "  upstream = { address = \"127.0.0.1:2\"; };\n actions = { tag_prefix = "
+     "\"0123456789012345678901234567890123456789012345678901234567890123456789\"; }; } );\n",
+     "t.conf:3: tag_prefix: longer than 64 bytes"},
     {"listeners = (\n { name = \"a\"; protocol = \"msnp\"; bind = \"127.0.0.1:1\";\n"
      "  upstream = { address = \"127.0.0.1:2\"; }; } );\n",
      "t.conf:2: protocol: protocol msnp is not implemented yet (issue 4/5)"},

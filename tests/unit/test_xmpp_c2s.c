@@ -235,13 +235,183 @@ static void test_fix_event(void **state)
     assert_false(xmpp_c2s_sm_counts(XMPP_EL_OTHER));
 }
 
+/* Parses one element (after a stream header) and returns its event. */
+static void one_element(struct xmpp_parser *p, const char *hdr_el, size_t hdr_len,
+                        struct xmpp_event *ev)
+{
+    assert_int_equal(xmpp_parser_init(p, NULL), 0);
+    assert_int_equal(xmpp_parser_feed(p, hdr_el, strlen(hdr_el), 0, ev), 0); /* header */
+    assert_int_equal(ev->size, hdr_len);
+    assert_int_equal(xmpp_parser_feed(p, hdr_el, strlen(hdr_el), 0, ev), 0);
+}
+
+#define HDR                                                                                        \
+    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "        \
+    "version='1.0'>"
+
+static void test_features(void **state)
+{
+    struct xmpp_parser p;
+    struct xmpp_event ev;
+    char out[2048];
+    (void)state;
+
+    const char *in =
+        HDR "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/>"
+            "</starttls><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>"
+            "SCRAM-SHA-1</mechanism></mechanisms><limits xmlns='urn:xmpp:stream-limits:0'>"
+            "<max-bytes>524288</max-bytes><idle-seconds>30</idle-seconds></limits>"
+            "</stream:features>";
+    one_element(&p, in, strlen(HDR), &ev);
+    assert_int_equal(ev.kind, XMPP_EL_FEATURES);
+    size_t n = xmpp_c2s_rewrite_features(ev.data, ev.size, ev.content.pos, ev.content.len, true,
+                                         262144, 600, out, sizeof(out));
+    const char *want =
+        "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>"
+        "SCRAM-SHA-1</mechanism></mechanisms><limits xmlns='urn:xmpp:stream-limits:0'>"
+        "<max-bytes>262144</max-bytes><idle-seconds>30</idle-seconds></limits>"
+        "</stream:features>";
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(out, want, n);
+
+    /* limits within ours and no starttls: unchanged (0) */
+    in = HDR "<stream:features><limits xmlns='urn:xmpp:stream-limits:0'><max-bytes>1000"
+             "</max-bytes></limits><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+             "</stream:features>";
+    one_element(&p, in, strlen(HDR), &ev);
+    assert_int_equal(xmpp_c2s_rewrite_features(ev.data, ev.size, ev.content.pos, ev.content.len,
+                                               true, 262144, 0, out, sizeof(out)),
+                     0);
+
+    /* no limits advertised: ours is added; a '>' inside an attribute value is no tag end */
+    in = HDR "<stream:features><ver xmlns='urn:xmpp:features:rosterver' x='a>b'/>"
+             "</stream:features>";
+    one_element(&p, in, strlen(HDR), &ev);
+    n = xmpp_c2s_rewrite_features(ev.data, ev.size, ev.content.pos, ev.content.len, true, 4096, 0,
+                                  out, sizeof(out));
+    want = "<stream:features><ver xmlns='urn:xmpp:features:rosterver' x='a>b'/>"
+           "<limits xmlns='urn:xmpp:stream-limits:0'><max-bytes>4096</max-bytes></limits>"
+           "</stream:features>";
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(out, want, n);
+}
+
+static void test_bind_and_roster(void **state)
+{
+    struct xmpp_parser p;
+    struct xmpp_event ev;
+    const char *j;
+    size_t jl;
+    (void)state;
+
+    const char *in = HDR "<iq type='result' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                         "<jid>alice@example.org/ph&amp;one</jid></bind></iq>";
+    one_element(&p, in, strlen(HDR), &ev);
+    assert_true(xmpp_c2s_bind_jid(ev.data, ev.size, ev.content.pos, ev.content.len, &j, &jl));
+    assert_int_equal(jl, strlen("alice@example.org/ph&amp;one"));
+    assert_memory_equal(j, "alice@example.org/ph&amp;one", jl);
+
+    in = HDR "<iq type='result' id='r1'><query xmlns='jabber:iq:roster'/></iq>";
+    one_element(&p, in, strlen(HDR), &ev);
+    assert_false(xmpp_c2s_bind_jid(ev.data, ev.size, ev.content.pos, ev.content.len, &j, &jl));
+}
+
+struct items {
+    char got[512];
+    size_t n;
+};
+
+static void item_cb(void *arg, const char *jid, size_t len, bool remove)
+{
+    struct items *it = arg;
+    it->n += (size_t)snprintf(it->got + it->n, sizeof(it->got) - it->n, "%s%.*s;",
+                              remove ? "-" : "+", (int)len, jid);
+}
+
+static void test_roster_items(void **state)
+{
+    struct xmpp_parser p;
+    struct xmpp_event ev;
+    struct items it = {{0}, 0};
+    (void)state;
+
+    const char *in =
+        HDR "<iq type='result' id='r1'><query xmlns='jabber:iq:roster' ver='3'>"
+            "<item jid='bob@example.org' name='Bob' subscription='both'><group>x</group></item>"
+            "<item subscription=\"remove\" jid=\"carol@example.org\"/>"
+            "<item name='no jid'/></query></iq>";
+    one_element(&p, in, strlen(HDR), &ev);
+    assert_int_equal(
+        xmpp_c2s_roster_items(ev.data, ev.size, ev.content.pos, ev.content.len, item_cb, &it), 2);
+    assert_string_equal(it.got, "+bob@example.org;-carol@example.org;");
+
+    in = HDR "<iq type='result' id='v'><query xmlns='jabber:iq:version'/></iq>";
+    one_element(&p, in, strlen(HDR), &ev);
+    assert_int_equal(
+        xmpp_c2s_roster_items(ev.data, ev.size, ev.content.pos, ev.content.len, item_cb, &it), -1);
+}
+
+static void test_track(void **state)
+{
+    struct xmpp_c2s_sm_track t;
+    struct xmpp_c2s_sm_dir d;
+    (void)state;
+    memset(&t, 0, sizeof(t));
+
+    /* server sends: A (delivered), S (dropped), bounce inserted, B (delivered) */
+    xmpp_c2s_track_delivered(&t); /* A is the receiver's 1st */
+    xmpp_c2s_track_dropped(&t);   /* right after the 1st */
+    xmpp_c2s_track_inserted(&t);  /* the bounce is the receiver's 2nd */
+    xmpp_c2s_track_delivered(&t); /* B is the 3rd */
+
+    /* the receiver acked 0: nothing covered */
+    d = xmpp_c2s_track_ack(&t, 0);
+    assert_int_equal(xmpp_c2s_sm_fix_h(0, &d), 0);
+    /* acked 1 (A): the drop right after A is covered: the sender sees 2 (A and S) */
+    d = xmpp_c2s_track_ack(&t, 1);
+    assert_int_equal(xmpp_c2s_sm_fix_h(1, &d), 2);
+    /* acked 3 (A, bounce, B): 3 + 1 dropped - 1 inserted = 3 (A, S, B) */
+    d = xmpp_c2s_track_ack(&t, 3);
+    assert_int_equal(xmpp_c2s_sm_fix_h(3, &d), 3);
+
+    /* a legitimate stanza delivered before a drop is not claimed by an ack that misses it:
+     * B delivered (4th) but lost, then S2 dropped; receiver resumes at 3 */
+    xmpp_c2s_track_delivered(&t);
+    xmpp_c2s_track_dropped(&t);
+    d = xmpp_c2s_track_ack(&t, 3);
+    assert_int_equal(xmpp_c2s_sm_fix_h(3, &d), 3);
+    xmpp_c2s_track_resume(&t, 3);
+    assert_int_equal(t.delivered, 3);
+    assert_int_equal(t.n, 0);
+    d = xmpp_c2s_track_ack(&t, 5);
+    assert_int_equal(xmpp_c2s_sm_fix_h(5, &d), 5);
+
+    /* a full ring applies its oldest records early, never losing count */
+    memset(&t, 0, sizeof(t));
+    for (unsigned i = 0; i < XMPP_C2S_SM_MARKS + 10; i++) {
+        xmpp_c2s_track_delivered(&t);
+        xmpp_c2s_track_dropped(&t);
+    }
+    assert_int_equal(t.n, XMPP_C2S_SM_MARKS);
+    assert_int_equal(t.base.dropped, 10);
+    d = xmpp_c2s_track_ack(&t, XMPP_C2S_SM_MARKS + 10);
+    assert_int_equal(d.dropped, XMPP_C2S_SM_MARKS + 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fix_h),     cmocka_unit_test(test_parse_h),
-        cmocka_unit_test(test_rewrite),   cmocka_unit_test(test_bare),
-        cmocka_unit_test(test_shim),      cmocka_unit_test(test_bounce),
+        cmocka_unit_test(test_fix_h),
+        cmocka_unit_test(test_parse_h),
+        cmocka_unit_test(test_rewrite),
+        cmocka_unit_test(test_bare),
+        cmocka_unit_test(test_shim),
+        cmocka_unit_test(test_bounce),
         cmocka_unit_test(test_fix_event),
+        cmocka_unit_test(test_features),
+        cmocka_unit_test(test_bind_and_roster),
+        cmocka_unit_test(test_roster_items),
+        cmocka_unit_test(test_track),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -211,6 +211,13 @@ static struct buf *dir_buf(struct session *s, enum session_dir dir)
     return dir == SESSION_C2S ? &s->c2s : &s->s2c;
 }
 
+const uint8_t *session_pending(struct session *s, enum session_dir dir, size_t *len)
+{
+    struct buf *b = dir_buf(s, dir);
+    *len = buf_pending(b);
+    return *len > 0 ? buf_pending_ptr(b) : (const uint8_t *)"";
+}
+
 int session_forward(struct session *s, enum session_dir dir, size_t n)
 {
     struct buf *b = dir_buf(s, dir);

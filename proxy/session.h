@@ -73,6 +73,9 @@ void session_close_all(struct worker *w);
 
 /* Judging calls for protocols, valid inside on_data for its direction dir (or, for insert,
  * the opposite direction too: a reply to the sender). Each returns SW_OK or SW_ERROR. */
+/* The bytes of direction dir not judged yet (borrowed; valid until the next judging call on
+ * that direction: a drop or an insert moves them, an insert may reallocate). */
+const uint8_t *session_pending(struct session *s, enum session_dir dir, size_t *len);
 /* Releases the next n pending bytes unchanged. */
 int session_forward(struct session *s, enum session_dir dir, size_t n);
 /* Removes the next n pending bytes. */

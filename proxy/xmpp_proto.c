@@ -27,6 +27,7 @@
 #define XC_TEXT_MAX 65536   /* decoded body bytes handed to the matcher */
 #define XC_SM_TABLE 8192    /* SM resumption entries kept process-wide (power of 2) */
 #define XC_SM_TTL_MS 900000 /* how long counters wait for a <resume/> */
+#define XC_BOUNCE_TEXT "Message refused by the spam filter"
 
 static const char ns_streams[] = "urn:ietf:params:xml:ns:xmpp-streams";
 
@@ -399,20 +400,21 @@ static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_even
         return session_forward(s, dir, ev->size - done);
     }
 
-    /* drop */
+    /* drop; the bounce is built first: dropping moves the event's bytes */
+    size_t bn = 0;
+    if (dir == SESSION_C2S && x->cfg->actions.bounce) {
+        const char *text = x->cfg->actions.bounce_text;
+        bn = xmpp_c2s_build_bounce(ev->to.set ? d + ev->to.pos : NULL, ev->to.len, x->jid,
+                                   x->jid_len, ev->id.set ? d + ev->id.pos : NULL, ev->id.len,
+                                   text != NULL ? text : XC_BOUNCE_TEXT, xc_out, XC_OUT_MAX);
+    }
     if (session_drop(s, dir, ev->size) != SW_OK)
         return SW_ERROR;
     if (counted)
         xmpp_c2s_track_dropped(&x->tr[dir]);
-    if (dir == SESSION_C2S && x->cfg->actions.bounce) {
-        /* the bounce reaches the client as a stanza the server never sent */
-        const char *text = x->cfg->actions.bounce_text;
-        size_t n = xmpp_c2s_build_bounce(ev->to.set ? d + ev->to.pos : NULL, ev->to.len, x->jid,
-                                         x->jid_len, ev->id.set ? d + ev->id.pos : NULL, ev->id.len,
-                                         text != NULL ? text : "", xc_out, XC_OUT_MAX);
-        if (n > 0 && n <= XC_OUT_MAX && insert(x, SESSION_S2C, xc_out, n) == SW_OK && x->sm_s2c)
-            xmpp_c2s_track_inserted(&x->tr[SESSION_S2C]);
-    }
+    /* the bounce reaches the client as a stanza the server never sent */
+    if (bn > 0 && bn <= XC_OUT_MAX && insert(x, SESSION_S2C, xc_out, bn) == SW_OK && x->sm_s2c)
+        xmpp_c2s_track_inserted(&x->tr[SESSION_S2C]);
     return SW_OK;
 }
 
@@ -689,8 +691,6 @@ static int xc_on_data(struct session *s, void *state, enum session_dir dir, cons
 {
     struct xc *x = state;
     struct xc_dir *d = &x->d[dir];
-    const char *buf = (const char *)data;
-    size_t off = 0;
     if (x->failed)
         return session_drop(s, dir, len);
     if (dir == SESSION_C2S && x->roster == NULL && x->roster_cap > 0 && x->bound) {
@@ -700,7 +700,7 @@ static int xc_on_data(struct session *s, void *state, enum session_dir dir, cons
     }
     for (;;) {
         struct xmpp_event ev;
-        int rc = xmpp_parser_feed(&d->p, buf + off, len - off, d->judged, &ev);
+        int rc = xmpp_parser_feed(&d->p, (const char *)data, len, d->judged, &ev);
         if (rc == SW_AGAIN)
             return SW_OK;
         if (rc == SW_ERROR) {
@@ -719,16 +719,14 @@ static int xc_on_data(struct session *s, void *state, enum session_dir dir, cons
         rc = dir == SESSION_C2S ? on_c2s(x, &ev) : on_s2c(x, &ev);
         if (rc == XC_STOP)
             return SW_OK;
-        if (rc == XC_RESTARTED) {
-            off += size;
-            continue;
-        }
-        if (rc != SW_OK)
+        if (rc != SW_OK && rc != XC_RESTARTED)
             return SW_ERROR;
-        d->judged += size;
-        off += size;
+        if (rc == SW_OK)
+            d->judged += size;
         if (x->failed)
             return SW_OK;
+        /* judging moves the pending bytes (drops, inserts, growth): fetch them anew */
+        data = session_pending(s, dir, &len);
     }
 }
 

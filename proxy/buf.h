@@ -77,14 +77,13 @@ static inline const uint8_t *buf_pending_ptr(const struct buf *b)
     return b->data != NULL ? b->data + b->fwd : NULL;
 }
 
-/* True if the buffer holds at least mark bytes (the high watermark test). Pending bytes count
- * only up to init: a protocol waiting for the rest of one long unit (a stanza) must go on
- * reading, and the parser bounds that unit. */
+/* True if at least mark bytes wait to be sent (the high watermark test). Pending bytes do not
+ * count: a protocol waiting for the rest of one long unit (a stanza) must go on reading; the
+ * parser bounds that unit and max bounds the buffer. */
 static inline bool buf_above(const struct buf *b, uint32_t mark)
 {
     BUF_CHECK(b);
-    uint32_t pending = b->tail - b->fwd;
-    return (b->fwd - b->head) + (pending < b->init ? pending : b->init) >= mark;
+    return b->fwd - b->head >= mark;
 }
 
 /* Lets the buffer grow up to max (>= its size) while it is full; it shrinks back to the

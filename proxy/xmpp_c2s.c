@@ -330,8 +330,8 @@ static bool parse_u32_text(const char *t, size_t len, uint32_t *v)
 #define XC2S_LIMITS_NS "urn:xmpp:stream-limits:0"
 
 size_t xmpp_c2s_rewrite_features(const char *el, size_t len, size_t cpos, size_t clen,
-                                 bool strip_tls, uint32_t max_bytes, uint32_t idle_max, char *out,
-                                 size_t cap)
+                                 bool strip_tls, bool strip_plus, uint32_t max_bytes,
+                                 uint32_t idle_max, char *out, size_t cap)
 {
     if (cpos > len || clen > len - cpos)
         return 0;
@@ -349,6 +349,32 @@ size_t xmpp_c2s_rewrite_features(const char *el, size_t len, size_t cpos, size_t
             put(out, cap, &o, content + copied, c.start - copied);
             copied = c.end;
             changed = true;
+            continue;
+        }
+        if (strip_plus && local_is(&c, "sasl-channel-binding")) {
+            /* XEP-0440: the types the server offers bind to its TLS, not the client's */
+            put(out, cap, &o, content + copied, c.start - copied);
+            copied = c.end;
+            changed = true;
+            continue;
+        }
+        if (strip_plus && local_is(&c, "mechanisms") &&
+            has_ns(t, tl, "urn:ietf:params:xml:ns:xmpp-sasl")) {
+            size_t ms, me, p3 = 0;
+            struct xmpp_c2s_child m;
+            if (!child_content(t, &(struct xmpp_c2s_child){0, tl, NULL, 0}, &ms, &me))
+                continue;
+            const char *in = t + ms;
+            while (xmpp_c2s_next_child(in, me - ms, &p3, &m)) {
+                size_t vs, ve;
+                if (!local_is(&m, "mechanism") || !child_content(in, &m, &vs, &ve) || ve - vs < 5 ||
+                    memcmp(in + ve - 5, "-PLUS", 5) != 0)
+                    continue;
+                size_t a = (size_t)(in + m.start - content), b = (size_t)(in + m.end - content);
+                put(out, cap, &o, content + copied, a - copied);
+                copied = b;
+                changed = true;
+            }
             continue;
         }
         if (!local_is(&c, "limits") || !has_ns(t, tl, XC2S_LIMITS_NS))

@@ -131,13 +131,15 @@ bool xmpp_c2s_attr(const char *tag, size_t len, const char *name, const char **v
                    size_t *val_len);
 
 /* Rewrites <stream:features> el[0..len) (borrowed; content at el[cpos..cpos+clen)): removes
- * a <starttls/> child when strip_tls; lowers XEP-0478 <limits xmlns='urn:xmpp:stream-limits:0'>
+ * a <starttls/> child when strip_tls; removes SASL mechanisms ending in -PLUS and the XEP-0440
+ * <sasl-channel-binding/> list when strip_plus (the upstream leg is TLS: its channel binding
+ * is not the client's; see docs/xmpp.md); lowers XEP-0478 <limits xmlns='urn:xmpp:stream-limits:0'>
  * <max-bytes> to max_bytes and <idle-seconds> to idle_max (0 = leave), and adds a <limits/>
  * child with max_bytes when the server advertised none. Writes the new element to out[0..cap)
  * and returns its length (may exceed cap, like snprintf), or 0 when nothing changes. */
 size_t xmpp_c2s_rewrite_features(const char *el, size_t len, size_t cpos, size_t clen,
-                                 bool strip_tls, uint32_t max_bytes, uint32_t idle_max, char *out,
-                                 size_t cap);
+                                 bool strip_tls, bool strip_plus, uint32_t max_bytes,
+                                 uint32_t idle_max, char *out, size_t cap);
 
 /* From an <iq type='result'> el[0..len) (borrowed; content at cpos/clen) holding
  * <bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>J</jid></bind>: sets *jid and *jid_len to

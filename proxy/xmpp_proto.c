@@ -250,7 +250,8 @@ static void stream_error(struct xc *x, const char *cond, const char *why, enum s
     (void)insert(x, SESSION_S2C, o, n);
     if (x->connecting && x->client_open && !x->server_closed)
         (void)insert(x, SESSION_C2S, "</stream:stream>", 16);
-    metrics_inc(session_metrics(x->s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
+    if (strcmp(cond, "remote-connection-failed") != 0) /* upstream failures count elsewhere */
+        metrics_inc(session_metrics(x->s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
     LOG(LOG_MOD_XMPP, LOG_LEVEL_INFO, session_worker_id(x->s), session_id(x->s), "stream_error",
         "listener=%s condition=%s direction=%s reason=\"%s\"", x->cfg->name, cond, dir_name(dir),
         why);
@@ -575,9 +576,9 @@ static int on_s2c(struct xc *x, const struct xmpp_event *ev)
     case XMPP_EL_MESSAGE:
         return on_message(x, SESSION_S2C, ev);
     case XMPP_EL_FEATURES: {
-        size_t n = xmpp_c2s_rewrite_features(d, ev->size, ev->content.pos, ev->content.len, true,
-                                             (uint32_t)x->cfg->xmpp.stanza_max,
-                                             (uint32_t)x->cfg->timeouts.idle, xc_out, XC_OUT_MAX);
+        size_t n = xmpp_c2s_rewrite_features(
+            d, ev->size, ev->content.pos, ev->content.len, true, x->cfg->upstream.tls,
+            (uint32_t)x->cfg->xmpp.stanza_max, (uint32_t)x->cfg->timeouts.idle, xc_out, XC_OUT_MAX);
         if (ev->empty || !ev->content.set)
             n = 0;
         return forward_or_replace(x, SESSION_S2C, ev, n > XC_OUT_MAX ? 0 : n);

@@ -265,7 +265,7 @@ static void test_features(void **state)
     one_element(&p, in, strlen(HDR), &ev);
     assert_int_equal(ev.kind, XMPP_EL_FEATURES);
     size_t n = xmpp_c2s_rewrite_features(ev.data, ev.size, ev.content.pos, ev.content.len, true,
-                                         262144, 600, out, sizeof(out));
+                                         false, 262144, 600, out, sizeof(out));
     const char *want =
         "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>"
         "SCRAM-SHA-1</mechanism></mechanisms><limits xmlns='urn:xmpp:stream-limits:0'>"
@@ -280,17 +280,35 @@ static void test_features(void **state)
              "</stream:features>";
     one_element(&p, in, strlen(HDR), &ev);
     assert_int_equal(xmpp_c2s_rewrite_features(ev.data, ev.size, ev.content.pos, ev.content.len,
-                                               true, 262144, 0, out, sizeof(out)),
+                                               true, false, 262144, 0, out, sizeof(out)),
                      0);
 
     /* no limits advertised: ours is added; a '>' inside an attribute value is no tag end */
     in = HDR "<stream:features><ver xmlns='urn:xmpp:features:rosterver' x='a>b'/>"
              "</stream:features>";
     one_element(&p, in, strlen(HDR), &ev);
-    n = xmpp_c2s_rewrite_features(ev.data, ev.size, ev.content.pos, ev.content.len, true, 4096, 0,
-                                  out, sizeof(out));
+    n = xmpp_c2s_rewrite_features(ev.data, ev.size, ev.content.pos, ev.content.len, true, false,
+                                  4096, 0, out, sizeof(out));
     want = "<stream:features><ver xmlns='urn:xmpp:features:rosterver' x='a>b'/>"
            "<limits xmlns='urn:xmpp:stream-limits:0'><max-bytes>4096</max-bytes></limits>"
+           "</stream:features>";
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(out, want, n);
+
+    /* upstream TLS: -PLUS mechanisms and the XEP-0440 list go, the rest stays */
+    in = HDR "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+             "<mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism>"
+             "<mechanism>SCRAM-SHA-256-PLUS</mechanism></mechanisms>"
+             "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding "
+             "type='tls-exporter'/></sasl-channel-binding>"
+             "<limits xmlns='urn:xmpp:stream-limits:0'><max-bytes>10</max-bytes></limits>"
+             "</stream:features>";
+    one_element(&p, in, strlen(HDR), &ev);
+    n = xmpp_c2s_rewrite_features(ev.data, ev.size, ev.content.pos, ev.content.len, true, true,
+                                  4096, 0, out, sizeof(out));
+    want = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+           "<mechanism>SCRAM-SHA-1</mechanism></mechanisms>"
+           "<limits xmlns='urn:xmpp:stream-limits:0'><max-bytes>10</max-bytes></limits>"
            "</stream:features>";
     assert_int_equal(n, strlen(want));
     assert_memory_equal(out, want, n);

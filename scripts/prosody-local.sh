@@ -4,6 +4,9 @@
 #   scripts/prosody-local.sh stop DIR
 # Everything (config, data, certificate, log) lives in DIR; nothing system-wide is touched.
 # The virtual host is "localhost". Accounts are created before start.
+# Optional environment:
+#   SW_PROSODY_PLAINTEXT=1   accept c2s without TLS (a loopback backend behind spimwall, which
+#                            terminates the clients' TLS; Debian ships no mod_net_proxy)
 set -eu
 cmd=${1:?usage: prosody-local.sh start|stop DIR [PORT USER:PASS...]}
 dir=${2:?DIR missing}
@@ -47,6 +50,10 @@ modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "smacks", "car
                     "posix", "offline", "version", "uptime", "time" }
 modules_disabled = { "s2s" }
 authentication = "internal_hashed"
+$(if [ "${SW_PROSODY_PLAINTEXT:-0}" = 1 ]; then
+    echo 'c2s_require_encryption = false'
+    echo 'allow_unencrypted_plain_auth = true'
+fi)
 certificates = "$dir/certs"
 ssl = { certificate = "$dir/certs/localhost.crt", key = "$dir/certs/localhost.key" }
 VirtualHost "localhost"

@@ -3,7 +3,7 @@
 # (conf/spimwall.conf): loopback ports only, a self-signed certificate made on first run in
 # run/, no root needed once the packages are installed.
 #
-# Behind it, on 127.0.0.1:15200, a private Prosody (state in run/prosody) with two accounts,
+# Behind it, on 127.0.0.1:15200, a private Prosody (state in run/prosody) with three accounts,
 # so that a real XMPP client can log in through spimwall right away. spimwall runs in the
 # foreground; Ctrl-C (SIGINT) drains it and stops Prosody too.
 #
@@ -31,17 +31,22 @@ if [ ! -f run/cert.pem ]; then
 fi
 ./build/spimwall --check-config conf/spimwall.conf
 
-./scripts/prosody-local.sh start run/prosody 15200 alice:alice-secret bob:bob-secret
+SW_PROSODY_PLAINTEXT=1 ./scripts/prosody-local.sh start run/prosody 15200 \
+    alice:alice-secret bob:bob-secret carol:carol-secret
 trap './scripts/prosody-local.sh stop run/prosody' EXIT INT TERM
 
 cat >&2 <<MSG
 
-spimwall is starting (conf/spimwall.conf). Connect an XMPP client:
-  server 127.0.0.1 port 15222 (plain TCP relay; STARTTLS end to end with Prosody)
-  accounts alice@localhost / alice-secret and bob@localhost / bob-secret
-  127.0.0.1:15223 is the same relay with TLS terminated by spimwall (run/cert.pem); it is
-  a generic TCP listener, so XMPP clients belong on 15222 until the xmpp-c2s listener lands
+spimwall is starting (conf/spimwall.conf). Connect an XMPP client (accept the self-signed
+certificate run/cert.pem, or trust it):
+  127.0.0.1:15222  XMPP with STARTTLS (the usual c2s port setup), filtered by spimwall
+  127.0.0.1:15223  XMPP over direct TLS (XEP-0368), filtered by spimwall
+  accounts alice@localhost / alice-secret, bob@localhost / bob-secret,
+           carol@localhost / carol-secret
+  127.0.0.1:15224  plain TCP relay to the same Prosody (no filtering; for comparisons)
   metrics: http://127.0.0.1:9464/metrics   health: http://127.0.0.1:9464/healthz
+Try "lol! see it! u'll like it http://bit.ly/abc" between two accounts: it is dropped and the
+sender gets a policy-violation error; ordinary chat passes byte for byte.
 Stop with Ctrl-C.
 
 MSG

@@ -372,7 +372,8 @@ static const char *const listener_keys[] = {
     "actions",        "xmpp",     NULL};
 static const char *const action_keys[] = {"tag",         "drop",       "bounce",
                                           "bounce_text", "tag_prefix", NULL};
-static const char *const xmpp_keys[] = {"stanza_max", "depth_max", "roster_max", NULL};
+static const char *const xmpp_keys[] = {"stanza_max",    "depth_max",     "roster_max",
+                                        "sm_resume_max", "sm_resume_ttl", NULL};
 static const char *const action_names[] = {"pass", "tag", "drop", NULL};
 
 static int parse_actions(struct cfg_ctx *cx, const config_setting_t *s, struct config_actions *a)
@@ -405,8 +406,12 @@ static int parse_xmpp(struct cfg_ctx *cx, const config_setting_t *s, struct conf
     if (check_keys(cx, s, xmpp_keys) != SW_OK ||
         get_uint(cx, s, "stanza_max", &stanza_max, 4096, 64u << 20) != SW_OK ||
         get_uint(cx, s, "depth_max", &x->depth_max, 2, 64) != SW_OK ||
-        get_uint(cx, s, "roster_max", &x->roster_max, 0, 1u << 20) != SW_OK)
+        get_uint(cx, s, "roster_max", &x->roster_max, 0, 1u << 20) != SW_OK ||
+        get_uint(cx, s, "sm_resume_max", &x->sm_resume_max, 16, 1u << 22) != SW_OK ||
+        get_double(cx, s, "sm_resume_ttl", &x->sm_resume_ttl, 1, 86400) != SW_OK)
         return SW_ERROR;
+    if ((x->sm_resume_max & (x->sm_resume_max - 1)) != 0)
+        return cfg_fail(cx, config_setting_get_member(s, "sm_resume_max"), "must be a power of 2");
     x->stanza_max = stanza_max;
     return SW_OK;
 }
@@ -455,6 +460,8 @@ static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_s
     l->xmpp.stanza_max = 262144;
     l->xmpp.depth_max = 32;
     l->xmpp.roster_max = 2048;
+    l->xmpp.sm_resume_max = 8192;
+    l->xmpp.sm_resume_ttl = 900;
     int proto = 0, tls = 0;
     if (check_keys(cx, g, listener_keys) != SW_OK || get_string(cx, g, "name", &l->name) ||
         get_enum(cx, g, "protocol", proto_names, &proto) != SW_OK ||

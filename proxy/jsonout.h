@@ -16,7 +16,7 @@ size_t jsonout_escape(char *out, size_t cap, const char *s, size_t len);
 
 /* A line being built in a caller-owned buffer. */
 struct jsonout {
-    char *buf;     /* borrowed; always NUL-terminated when cap > 0 */
+    char *buf; /* borrowed; always NUL-terminated when cap > 0 */
     size_t cap;
     size_t len;    /* bytes written, never more than cap - 1 */
     bool overflow; /* something did not fit; the content is then incomplete */

@@ -95,7 +95,9 @@ static void usage(FILE *f)
             "Classifies messages offline with spimwall's matcher: one JSON verdict per line.\n"
             "\n"
             "Input (FILE, or stdin when absent or \"-\"): JSON lines\n"
-            "  {\"from\":\"a@x\",\"to\":\"b@y\",\"body\":\"...\",\"ts\":1700000000.5,\"ip\":\"192.0.2.1\"}\n"
+            "  "
+            "{\"from\":\"a@x\",\"to\":\"b@y\",\"body\":\"...\",\"ts\":1700000000.5,\"ip\":\"192.0."
+            "2.1\"}\n"
             "\n"
             "options:\n"
             "  -r, --rules DIR         rule files (*.rules); default conf/rules\n"
@@ -491,7 +493,7 @@ static int scan_line(struct scan_state *st, const char *line, size_t len)
  * (*read_error set). */
 static int scan_input(struct scan_state *st, bool *read_error)
 {
-    size_t len = 0;      /* bytes of the current line in st->line */
+    size_t len = 0; /* bytes of the current line in st->line */
     bool overlong = false;
     bool pending = false; /* a line has started (bytes seen since the last newline) */
     size_t n;

@@ -20,13 +20,11 @@
 #include "proxy/session.h"
 #include "proxy/xmpp_c2s.h"
 
-#define XC_DOMAIN_MAX 1024  /* stream 'to' kept for our own stream headers */
-#define XC_JID_MAX 3072     /* RFC 7622 */
-#define XC_SMID_MAX 128     /* XEP-0198 ids kept for resumption */
-#define XC_OUT_MAX 16384    /* rewritten features, SM acks, bounces */
-#define XC_TEXT_MAX 65536   /* decoded body bytes handed to the matcher */
-#define XC_SM_TABLE 8192    /* SM resumption entries kept process-wide (power of 2) */
-#define XC_SM_TTL_MS 900000 /* how long counters wait for a <resume/> */
+#define XC_DOMAIN_MAX 1024 /* stream 'to' kept for our own stream headers */
+#define XC_JID_MAX 3072    /* RFC 7622 */
+#define XC_SMID_MAX 128    /* XEP-0198 ids kept for resumption */
+#define XC_OUT_MAX 16384   /* rewritten features, SM acks, bounces */
+#define XC_TEXT_MAX 65536  /* decoded body bytes handed to the matcher */
 #define XC_BOUNCE_TEXT "Message refused by the spam filter"
 
 static const char ns_streams[] = "urn:ietf:params:xml:ns:xmpp-streams";
@@ -47,7 +45,8 @@ struct sm_entry {
 static struct {
     pthread_mutex_t lock;
     struct sm_entry *e;
-} sm_table = {PTHREAD_MUTEX_INITIALIZER, NULL};
+    unsigned cap; /* power of 2, fixed at the first store (xmpp.sm_resume_max) */
+} sm_table = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
 
 static uint64_t sm_key(const char *id, size_t len)
 {
@@ -59,16 +58,19 @@ static uint64_t sm_key(const char *id, size_t len)
  * table never grows and a lookup costs at most 8 probes. */
 #define SM_PROBES 8
 
-static void sm_store(const char *id, size_t len, const struct xmpp_c2s_sm_track *tr, uint64_t now)
+static void sm_store(const char *id, size_t len, const struct xmpp_c2s_sm_track *tr, uint64_t now,
+                     const struct config_xmpp *cfg)
 {
     uint64_t k = sm_key(id, len);
     pthread_mutex_lock(&sm_table.lock);
-    if (sm_table.e == NULL)
-        sm_table.e = calloc(XC_SM_TABLE, sizeof(*sm_table.e));
+    if (sm_table.e == NULL) {
+        sm_table.e = calloc(cfg->sm_resume_max, sizeof(*sm_table.e));
+        sm_table.cap = sm_table.e != NULL ? cfg->sm_resume_max : 0;
+    }
     if (sm_table.e != NULL) {
         struct sm_entry *victim = NULL;
         for (unsigned i = 0; i < SM_PROBES; i++) {
-            struct sm_entry *e = &sm_table.e[(k + i) & (XC_SM_TABLE - 1)];
+            struct sm_entry *e = &sm_table.e[(k + i) & (sm_table.cap - 1)];
             if (e->key == k || e->key == 0 || e->expires_ms <= now) {
                 victim = e;
                 break;
@@ -77,7 +79,7 @@ static void sm_store(const char *id, size_t len, const struct xmpp_c2s_sm_track 
                 victim = e;
         }
         victim->key = k;
-        victim->expires_ms = now + XC_SM_TTL_MS;
+        victim->expires_ms = now + (uint64_t)(cfg->sm_resume_ttl * 1000.0);
         memcpy(victim->tr, tr, sizeof(victim->tr));
     }
     pthread_mutex_unlock(&sm_table.lock);
@@ -89,7 +91,7 @@ static bool sm_take(const char *id, size_t len, struct xmpp_c2s_sm_track *tr, ui
     bool found = false;
     pthread_mutex_lock(&sm_table.lock);
     for (unsigned i = 0; sm_table.e != NULL && i < SM_PROBES; i++) {
-        struct sm_entry *e = &sm_table.e[(k + i) & (XC_SM_TABLE - 1)];
+        struct sm_entry *e = &sm_table.e[(k + i) & (sm_table.cap - 1)];
         if (e->key == k) {
             found = e->expires_ms > now;
             if (found)
@@ -759,7 +761,7 @@ static void xc_close(void *state)
     if (x->sm_resume && x->sm_id_len > 0 &&
         (t[0].n | t[1].n | t[0].base.dropped | t[0].base.inserted | t[1].base.dropped |
          t[1].base.inserted) != 0)
-        sm_store(x->sm_id, x->sm_id_len, x->tr, session_now_ms(x->s));
+        sm_store(x->sm_id, x->sm_id_len, x->tr, session_now_ms(x->s), &x->cfg->xmpp);
     free(x->roster);
     free(x);
 }

@@ -76,6 +76,7 @@ struct session {
 };
 
 static void session_run(struct session *s);
+static bool upstream_handover(struct session *s);
 
 uint64_t session_id(const struct session *s)
 {
@@ -267,7 +268,8 @@ static void session_set_state(struct session *s, enum session_state st)
         break;
     case ST_RELAY:
         s->last_active = ev_now(s->w->loop);
-        session_arm(s, t->idle);
+        /* before its upstream exists a session is still in its handshake: a fixed deadline */
+        session_arm(s, s->up.x.ops == NULL ? t->handshake : t->idle);
         break;
     }
 }
@@ -284,6 +286,8 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     switch (s->state) {
     case ST_RELAY: {
+        if (s->up.x.ops == NULL)
+            break; /* the protocol never asked for its upstream in time */
         /* lazy idle timer: I/O only stamps last_active; re-arm for what is left */
         double left = s->last_active + s->rl->cfg->timeouts.idle - ev_now(loop);
         if (left > 0.001) {
@@ -311,6 +315,11 @@ out:;
     metrics_inc(w->ms, METRIC_TIMEOUTS, s->lidx, kind);
     LOG(LOG_MOD_SESSION, LOG_LEVEL_INFO, w->id, s->id, "timeout", "listener=%s peer=%s kind=%s",
         lname(s), peer_str(s, p, sizeof(p)), kinds[kind]);
+    if (!s->ending && (s->state == ST_CONNECT || s->state == ST_UP_HS) &&
+        s->proto->upstream_failed != NULL && s->up.x.ops != NULL && upstream_handover(s)) {
+        session_run(s); /* the protocol's last words to the client */
+        return;
+    }
     session_close(s, "timeout");
 }
 

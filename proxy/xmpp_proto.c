@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <arpa/inet.h>
@@ -301,6 +302,17 @@ static int deliver(struct xc *x, enum session_dir dir, const struct xmpp_event *
     return session_forward(x->s, dir, ev->size);
 }
 
+/* True if the bare JIDs a and b have the same domain. */
+static bool same_domain(const char *a, size_t al, const char *b, size_t bl)
+{
+    const char *da = memchr(a, '@', al), *db = memchr(b, '@', bl);
+    size_t na = da != NULL ? al - (size_t)(da + 1 - a) : al;
+    size_t nb = db != NULL ? bl - (size_t)(db + 1 - b) : bl;
+    da = da != NULL ? da + 1 : a;
+    db = db != NULL ? db + 1 : b;
+    return na == nb && na > 0 && strncasecmp(da, db, na) == 0;
+}
+
 /* Judges one <message/>. Returns SW_OK or SW_ERROR. */
 static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_event *ev)
 {
@@ -385,8 +397,9 @@ static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_even
 
     if (act == VERDICT_TAG) {
         size_t n = xmpp_c2s_build_shim(v.score, reasons, xc_out, XC_OUT_MAX);
-        if (n > XC_OUT_MAX || !ev->content.set)
-            return deliver(x, dir, ev);
+        if (n > XC_OUT_MAX || !ev->content.set ||
+            (dir == SESSION_S2C && ev->has_shim && same_domain(snd, snd_len, rcp, rcp_len)))
+            return deliver(x, dir, ev); /* a local sender's message tagged on its way in */
         if (counted)
             xmpp_c2s_track_delivered(&x->tr[dir]);
         if (session_forward(s, dir, ev->content.pos) != SW_OK || insert(x, dir, xc_out, n) != SW_OK)

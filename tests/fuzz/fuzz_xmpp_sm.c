@@ -129,7 +129,7 @@ static void on_element(const struct xmpp_event *ev, bool from_server, bool strip
         return;
     check(n <= sizeof(out));
     reparse_one(out, n, ev->kind, &e2, &p2);
-    uint32_t h2;
+    uint32_t h2 = 0;
     check(e2.h.set && xmpp_c2s_sm_parse_h(e2.data + e2.h.pos, e2.h.len, &h2));
     check(h2 == xmpp_c2s_sm_fix_h(h, &corr));
     if (ev->kind == XMPP_EL_SM_RESUME || ev->kind == XMPP_EL_SM_RESUMED) {

@@ -363,8 +363,8 @@ static int parse_string_array(struct cfg_ctx *cx, const config_setting_t *s, cha
 }
 
 static const char *const cert_keys[] = {"names", "cert", "key", NULL};
-static const char *const upstream_keys[] = {"address",     "tls",        "verify", "ca_file",
-                                            "server_name", "send_proxy", NULL};
+static const char *const upstream_keys[] = {"address", "tls",         "starttls",   "verify",
+                                            "ca_file", "server_name", "send_proxy", NULL};
 static const char *const threshold_keys[] = {"tag", "drop", NULL};
 static const char *const listener_keys[] = {
     "name",           "protocol", "bind",   "tls",      "certificates",
@@ -523,14 +523,22 @@ static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_s
     struct config_upstream *u = &l->upstream;
     if (check_keys(cx, s, upstream_keys) != SW_OK ||
         get_addr(cx, s, "address", &u->address, &u->addr, &u->addr_len, true) != SW_OK ||
-        get_bool(cx, s, "tls", &u->tls) != SW_OK || get_bool(cx, s, "verify", &u->verify) ||
+        get_bool(cx, s, "tls", &u->tls) != SW_OK ||
+        get_bool(cx, s, "starttls", &u->starttls) != SW_OK ||
+        get_bool(cx, s, "verify", &u->verify) ||
         get_string(cx, s, "ca_file", &u->ca_file) != SW_OK ||
         get_string(cx, s, "server_name", &u->server_name) != SW_OK ||
         get_bool(cx, s, "send_proxy", &u->send_proxy) != SW_OK)
         return SW_ERROR;
-    if (!u->tls && (u->ca_file != NULL || u->server_name != NULL))
-        return cfg_fail(cx, s, "ca_file and server_name need tls = true");
-    if (u->tls && u->server_name == NULL) {
+    if (u->tls && u->starttls)
+        return cfg_fail(cx, config_setting_get_member(s, "starttls"),
+                        "tls and starttls exclude each other");
+    if (u->starttls && l->proto != CONFIG_PROTO_XMPP_C2S)
+        return cfg_fail(cx, config_setting_get_member(s, "starttls"),
+                        "starttls needs a protocol that has it (xmpp-c2s)");
+    if (!u->tls && !u->starttls && (u->ca_file != NULL || u->server_name != NULL))
+        return cfg_fail(cx, s, "ca_file and server_name need tls = true or starttls = true");
+    if ((u->tls || u->starttls) && u->server_name == NULL) {
         /* default expected name: the host part of the address */
         const char *a = u->address;
         const char *c = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');

@@ -53,7 +53,8 @@ struct config_upstream {
     char *address; /* "host:port" as written */
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    bool tls;
+    bool tls;          /* TLS from the first byte */
+    bool starttls;     /* plaintext, then the protocol's STARTTLS (xmpp-c2s) */
     bool verify;       /* default true */
     char *ca_file;     /* NULL = system store */
     char *server_name; /* SNI and expected name; NULL = host part of address */

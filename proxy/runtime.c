@@ -58,7 +58,7 @@ struct runtime *runtime_new(struct config *cfg, struct sw_err *err)
         if (rl->cfg->tls != CONFIG_TLS_NONE &&
             tls_server_init(&rl->server, cfg, rl->cfg, err) != SW_OK)
             goto fail;
-        if (rl->cfg->upstream.tls) {
+        if (rl->cfg->upstream.tls || rl->cfg->upstream.starttls) {
             rl->client_ctx = tls_client_ctx_new(cfg, rl->cfg, session_upstream_new_session, err);
             if (rl->client_ctx == NULL)
                 goto fail;

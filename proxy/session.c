@@ -60,11 +60,14 @@ struct session {
     uint64_t id;
     uint16_t lidx;
     uint8_t state;
-    bool ip_held;     /* peer counted in the per-IP table */
-    bool tls_peeked;  /* first client byte checked for a TLS record */
-    bool up_deferred; /* the protocol connects the upstream (session_connect_upstream) */
-    bool ending;      /* session_end: flush, then close */
-    bool cl_starttls; /* session_start_client_tls: TLS once the s2c ready bytes are out */
+    bool ip_held;      /* peer counted in the per-IP table */
+    bool tls_peeked;   /* first client byte checked for a TLS record */
+    bool up_deferred;  /* the protocol connects the upstream (session_connect_upstream) */
+    bool ending;       /* session_end: flush, then close */
+    bool cl_starttls;  /* session_start_client_tls: TLS once the s2c ready bytes are out */
+    bool up_starttls;  /* session_start_upstream_tls: TLS once the c2s ready bytes are out */
+    uint8_t *up_after; /* bytes to send first over the upstream's new TLS */
+    uint32_t up_after_len;
     struct leg cl, up;
     struct buf c2s, s2c;
     ev_timer timer;
@@ -183,6 +186,7 @@ static void session_free(struct session *s)
         s->up.x.ops->close(&s->up.x);
     buf_deinit(&s->c2s);
     buf_deinit(&s->s2c);
+    free(s->up_after);
     if (s->ip_held)
         iptable_release(w->sh->iptable, s->lidx, &s->peer.sa);
     atomic_fetch_sub_explicit(&w->sh->n_conns, 1, memory_order_relaxed);
@@ -580,6 +584,22 @@ static int send_proxy_v2(struct session *s)
     return SW_OK;
 }
 
+/* Puts a TLS client on the connected upstream socket (resuming the worker's last session). */
+static int upstream_tls_begin(struct session *s)
+{
+    const struct config_upstream *u = &s->rl->cfg->upstream;
+    SSL *ssl = tls_client_ssl_new(s->rl->client_ctx, u->server_name);
+    if (ssl == NULL)
+        return SW_ERROR;
+    struct worker *w = s->w;
+    SSL_set_app_data(ssl, s);
+    if (w->up_sess[s->lidx] != NULL && w->up_sess_gen[s->lidx] == s->rt->generation)
+        SSL_set_session(ssl, w->up_sess[s->lidx]);
+    int fd = s->up.x.fd;
+    xprt_init_tls(&s->up.x, fd, ssl, 0);
+    return SW_OK;
+}
+
 static int step_connect(struct session *s)
 {
     if (!(s->up.ready & EV_WRITE))
@@ -599,17 +619,8 @@ static int step_connect(struct session *s)
     const struct config_upstream *u = &s->rl->cfg->upstream;
     if (u->send_proxy && send_proxy_v2(s) != SW_OK)
         return SW_ERROR;
-    if (u->tls) {
-        SSL *ssl = tls_client_ssl_new(s->rl->client_ctx, u->server_name);
-        if (ssl == NULL)
-            return SW_ERROR;
-        struct worker *w = s->w;
-        SSL_set_app_data(ssl, s);
-        if (w->up_sess[s->lidx] != NULL && w->up_sess_gen[s->lidx] == s->rt->generation)
-            SSL_set_session(ssl, w->up_sess[s->lidx]);
-        int fd = s->up.x.fd;
-        xprt_init_tls(&s->up.x, fd, ssl, 0);
-    }
+    if (u->tls)
+        return upstream_tls_begin(s);
     return SW_OK;
 }
 
@@ -737,6 +748,24 @@ static int client_starttls(struct session *s)
     return SW_OK;
 }
 
+/* Switches the upstream leg to TLS (session_start_upstream_tls) once the c2s bytes are out. */
+static int upstream_starttls(struct session *s)
+{
+    s->up_starttls = false;
+    /* whatever the server sent after agreeing is not trusted into the TLS stream */
+    buf_drop(&s->s2c, buf_pending(&s->s2c));
+    if (s->rl->client_ctx == NULL || upstream_tls_begin(s) != SW_OK)
+        return SW_ERROR;
+    int rc = buf_insert(&s->c2s, s->up_after, s->up_after_len);
+    free(s->up_after);
+    s->up_after = NULL;
+    if (rc != SW_OK)
+        return SW_ERROR;
+    s->up.ready = EV_READ | EV_WRITE;
+    session_set_state(s, ST_UP_HS);
+    return SW_OK;
+}
+
 /* session_end: true once the last words are out (or cannot go anywhere). */
 static bool ending_done(struct session *s)
 {
@@ -772,6 +801,8 @@ static int relay(struct session *s)
         p |= rc;
         if (s->cl_starttls && buf_ready(&s->s2c) == 0)
             return client_starttls(s);
+        if (s->up_starttls && buf_ready(&s->c2s) == 0)
+            return upstream_starttls(s);
         if (s->ending && ending_done(s)) {
             if (!s->cl.shut)
                 (void)s->cl.x.ops->shutdown(&s->cl.x);
@@ -820,6 +851,20 @@ void session_end(struct session *s)
         return;
     s->ending = true;
     session_arm(s, s->rl->cfg->timeouts.handshake);
+}
+
+int session_start_upstream_tls(struct session *s, const uint8_t *after, size_t len)
+{
+    if (s->up.x.ops == NULL || s->up.x.ssl != NULL || s->ending || s->up_starttls ||
+        s->rl->client_ctx == NULL || len > UINT32_MAX)
+        return SW_ERROR;
+    s->up_after = malloc(len > 0 ? len : 1);
+    if (s->up_after == NULL)
+        return SW_ERROR;
+    memcpy(s->up_after, after, len);
+    s->up_after_len = (uint32_t)len;
+    s->up_starttls = true;
+    return SW_OK;
 }
 
 int session_start_client_tls(struct session *s)

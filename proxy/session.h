@@ -106,6 +106,13 @@ void session_end(struct session *s);
  * or the listener has no certificates. */
 int session_start_client_tls(struct session *s);
 
+/* STARTTLS on the upstream leg: once the upstream-bound bytes queued now (the protocol's
+ * <starttls/>) are written, every pending upstream byte is discarded, a TLS client handshake
+ * starts with the listener's upstream TLS settings (verification, SNI, resumption), and
+ * after[0..len) (copied) is the first thing sent over it, ahead of the pending client bytes.
+ * SW_ERROR if the upstream is not connected, is TLS already, or has no TLS context. */
+int session_start_upstream_tls(struct session *s, const uint8_t *after, size_t len);
+
 /* True once the client leg runs TLS (direct, or after session_start_client_tls). */
 bool session_client_tls(const struct session *s);
 

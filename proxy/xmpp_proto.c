@@ -107,6 +107,13 @@ static bool sm_take(const char *id, size_t len, struct xmpp_c2s_sm_track *tr, ui
 
 /* --- per-session state ------------------------------------------------------------------- */
 
+enum xc_up_phase {
+    XC_UP_READY = 0, /* the upstream carries the client's stream */
+    XC_UP_FEATURES,  /* upstream STARTTLS: waiting for the server's features */
+    XC_UP_PROCEED,   /* ... for <proceed/> */
+    XC_UP_TLS,       /* ... for the server's stream header over TLS */
+};
+
 enum xc_phase {
     XC_LOCAL = 0, /* tls = starttls before TLS: the proxy answers the stream itself */
     XC_OPEN,      /* streams relayed (after TLS, or at once for direct/none) */
@@ -122,6 +129,10 @@ struct xc {
     const struct config_listener *cfg;
     unsigned lidx;
     enum xc_phase phase;
+    enum xc_up_phase up_phase;
+    bool resume_c2s;  /* judge the client bytes held while the upstream negotiated */
+    char *client_hdr; /* the client's stream header, held during upstream STARTTLS */
+    size_t client_hdr_len;
     bool client_open;     /* the client's stream header was seen (since the last restart) */
     bool client_answered; /* the client has a stream header from our side (server's or ours) */
     bool server_open;     /* the server's stream is open (since the last restart) */
@@ -236,6 +247,16 @@ static size_t own_header(const struct xc *x, char *out, size_t cap)
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
+/* Our stream header toward the server (upstream STARTTLS). 0 if it does not fit. */
+static size_t upstream_header(const struct xc *x, char *out, size_t cap)
+{
+    int n = snprintf(out, cap,
+                     "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                     "xmlns:stream='http://etherx.jabber.org/streams' to='%.*s' version='1.0'>",
+                     (int)x->domain_len, x->domain);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 /* Sends a stream error toward the client (with our header first if it has none) and a clean
  * close toward the server, then ends the session. */
 static void stream_error(struct xc *x, const char *cond, const char *why, enum session_dir dir)
@@ -256,7 +277,7 @@ static void stream_error(struct xc *x, const char *cond, const char *why, enum s
     if (strcmp(cond, "remote-connection-failed") != 0) /* upstream failures count elsewhere */
         metrics_inc(session_metrics(x->s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
     LOG(LOG_MOD_XMPP, LOG_LEVEL_INFO, session_worker_id(x->s), session_id(x->s), "stream_error",
-        "listener=%s condition=%s direction=%s reason=\"%s\"", x->cfg->name, cond, dir_name(dir),
+        "listener=%s condition=%s direction=%s reason=%s", x->cfg->name, cond, dir_name(dir),
         why);
     session_end(x->s);
 }
@@ -375,7 +396,7 @@ static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_even
         /* fail open: a scanner failure must not eat legitimate mail; counted and logged */
         metrics_inc(session_metrics(s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
         LOG(LOG_MOD_XMPP, LOG_LEVEL_WARN, session_worker_id(s), session_id(s), "scan_failed",
-            "listener=%s error=\"%s\"", x->cfg->name, ctx != NULL ? err.msg : "no context");
+            "listener=%s error=%s", x->cfg->name, ctx != NULL ? err.msg : "no context");
         return deliver(x, dir, ev);
     }
     enum verdict_action act = listener_action(x, v.score);
@@ -499,6 +520,22 @@ static int on_c2s(struct xc *x, const struct xmpp_event *ev)
                 return SW_ERROR;
             return insert(x, SESSION_S2C, xc_out, n + sizeof(feat) - 1);
         }
+        if (!x->connecting && x->cfg->upstream.starttls) {
+            /* the server sees our stream first, and the client's only over TLS */
+            x->client_hdr = malloc(ev->size);
+            if (x->client_hdr == NULL)
+                return SW_ERROR;
+            memcpy(x->client_hdr, d, ev->size);
+            x->client_hdr_len = ev->size;
+            size_t n = upstream_header(x, xc_out, XC_OUT_MAX);
+            if (n == 0 || session_drop(s, SESSION_C2S, ev->size) != SW_OK ||
+                insert(x, SESSION_C2S, xc_out, n) != SW_OK)
+                return SW_ERROR;
+            x->connecting = true;
+            x->up_phase = XC_UP_FEATURES;
+            x->d[SESSION_C2S].judged += ev->size;
+            return session_connect_upstream(s, NULL, 0) == SW_OK ? XC_STOP : SW_ERROR;
+        }
         if (session_forward(s, SESSION_C2S, ev->size) != SW_OK)
             return SW_ERROR;
         if (!x->connecting) {
@@ -569,15 +606,60 @@ static int on_c2s(struct xc *x, const struct xmpp_event *ev)
     }
 }
 
+/* Upstream STARTTLS: the proxy negotiates TLS with the server before the client's stream
+ * reaches it; nothing of this exchange is forwarded. */
+static int on_s2c_negotiation(struct xc *x, const struct xmpp_event *ev)
+{
+    struct session *s = x->s;
+    if (session_drop(s, SESSION_S2C, ev->size) != SW_OK)
+        return SW_ERROR;
+    if (ev->type != XMPP_EV_ELEMENT)
+        return SW_OK; /* the server's header, whitespace */
+    if (x->up_phase == XC_UP_FEATURES && ev->kind == XMPP_EL_FEATURES) {
+        size_t pos = 0;
+        struct xmpp_c2s_child c;
+        bool offered = false;
+        while (ev->content.set &&
+               xmpp_c2s_next_child(ev->data + ev->content.pos, ev->content.len, &pos, &c))
+            offered |= c.local_len == 8 && memcmp(c.local, "starttls", 8) == 0;
+        if (!offered) {
+            stream_error(x, "remote-connection-failed", "upstream offers no STARTTLS", SESSION_S2C);
+            return XC_STOP;
+        }
+        static const char st[] = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+        x->up_phase = XC_UP_PROCEED;
+        return insert(x, SESSION_C2S, st, sizeof(st) - 1);
+    }
+    if (x->up_phase == XC_UP_PROCEED && ev->kind == XMPP_EL_PROCEED) {
+        if (session_start_upstream_tls(s, (const uint8_t *)x->client_hdr, x->client_hdr_len) !=
+            SW_OK)
+            return SW_ERROR;
+        free(x->client_hdr);
+        x->client_hdr = NULL;
+        x->up_phase = XC_UP_TLS;
+        x->d[SESSION_S2C].judged += ev->size;
+        xmpp_parser_restart(&x->d[SESSION_S2C].p);
+        return XC_STOP; /* anything after <proceed/> is discarded */
+    }
+    stream_error(x, "remote-connection-failed", "upstream STARTTLS refused", SESSION_S2C);
+    return XC_STOP;
+}
+
 /* Server to client. */
 static int on_s2c(struct xc *x, const struct xmpp_event *ev)
 {
     struct session *s = x->s;
     const char *d = ev->data;
+    if (x->up_phase == XC_UP_FEATURES || x->up_phase == XC_UP_PROCEED)
+        return on_s2c_negotiation(x, ev);
     switch (ev->type) {
     case XMPP_EV_STREAM_OPEN:
         x->server_open = true;
         x->client_answered = true;
+        if (x->up_phase == XC_UP_TLS) {
+            x->up_phase = XC_UP_READY;
+            x->resume_c2s = true; /* client bytes held during the negotiation */
+        }
         return session_forward(s, SESSION_S2C, ev->size);
     case XMPP_EV_STREAM_CLOSE:
         x->server_closed = true;
@@ -709,6 +791,8 @@ static int xc_on_data(struct session *s, void *state, enum session_dir dir, cons
     struct xc_dir *d = &x->d[dir];
     if (x->failed)
         return session_drop(s, dir, len);
+    if (dir == SESSION_C2S && x->up_phase != XC_UP_READY)
+        return SW_OK; /* held until the upstream's TLS is up (bounded by the buffer) */
     if (dir == SESSION_C2S && x->roster == NULL && x->roster_cap > 0 && x->bound) {
         x->roster = calloc(x->roster_cap, sizeof(*x->roster));
         if (x->roster == NULL)
@@ -741,6 +825,16 @@ static int xc_on_data(struct session *s, void *state, enum session_dir dir, cons
             d->judged += size;
         if (x->failed)
             return SW_OK;
+        if (x->resume_c2s) {
+            /* the upstream's TLS is up: judge what the client sent meanwhile */
+            size_t cl;
+            const uint8_t *cp = session_pending(s, SESSION_C2S, &cl);
+            x->resume_c2s = false;
+            if (cl > 0 && xc_on_data(s, x, SESSION_C2S, cp, cl) != SW_OK)
+                return SW_ERROR;
+            if (x->failed)
+                return SW_OK;
+        }
         /* judging moves the pending bytes (drops, inserts, growth): fetch them anew */
         data = session_pending(s, dir, &len);
     }
@@ -776,6 +870,7 @@ static void xc_close(void *state)
          t[1].base.inserted) != 0)
         sm_store(x->sm_id, x->sm_id_len, x->tr, session_now_ms(x->s), &x->cfg->xmpp);
     free(x->roster);
+    free(x->client_hdr);
     free(x);
 }
 

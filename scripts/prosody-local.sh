@@ -7,6 +7,7 @@
 # Optional environment:
 #   SW_PROSODY_PLAINTEXT=1   accept c2s without TLS (a loopback backend behind spimwall, which
 #                            terminates the clients' TLS; Debian ships no mod_net_proxy)
+#   SW_PROSODY_DIRECT_TLS_PORT=P  also serve XEP-0368 direct TLS on port P
 set -eu
 cmd=${1:?usage: prosody-local.sh start|stop DIR [PORT USER:PASS...]}
 dir=${2:?DIR missing}
@@ -42,7 +43,7 @@ data_path = "$dir/data"
 log = { { levels = { min = "info" }, to = "file", filename = "$dir/prosody.log" } }
 interfaces = { "127.0.0.1" }
 c2s_ports = { $port }
-c2s_direct_tls_ports = {}
+c2s_direct_tls_ports = { ${SW_PROSODY_DIRECT_TLS_PORT:-} }
 s2s_ports = {}
 http_ports = {}
 https_ports = {}

@@ -367,14 +367,57 @@ static const char *const upstream_keys[] = {"address", "tls",         "starttls"
                                             "ca_file", "server_name", "send_proxy", NULL};
 static const char *const threshold_keys[] = {"tag", "drop", NULL};
 static const char *const listener_keys[] = {
-    "name",           "protocol", "bind",   "tls",      "certificates",
-    "proxy_protocol", "upstream", "limits", "timeouts", "thresholds",
-    "actions",        "xmpp",     NULL};
+    "name",   "protocol", "bind",       "tls",     "certificates", "proxy_protocol", "upstream",
+    "limits", "timeouts", "thresholds", "actions", "xmpp",         "msnp",           NULL};
 static const char *const action_keys[] = {"tag",         "drop",       "bounce",
                                           "bounce_text", "tag_prefix", NULL};
 static const char *const xmpp_keys[] = {"stanza_max",    "depth_max",     "roster_max",
                                         "sm_resume_max", "sm_resume_ttl", NULL};
 static const char *const action_names[] = {"pass", "tag", "drop", NULL};
+static const char *const msnp_keys[] = {
+    "role",         "mode",       "switchboard", "line_max",   "payload_max", "drop_ack",
+    "tag_overflow", "cookie_max", "cookie_ttl",  "chunks_max", NULL};
+static const char *const msnp_role_names[] = {"ns", "sb", NULL};
+static const char *const msnp_mode_names[] = {"explicit", "transparent", NULL};
+static const char *const msnp_ack_names[] = {"nak", "ack", NULL};
+static const char *const msnp_overflow_names[] = {"pass", "drop", NULL};
+
+static int parse_msnp(struct cfg_ctx *cx, const config_setting_t *s, struct config_msnp *m)
+{
+    int role = (int)m->role, mode = m->transparent, ack = (int)m->drop_ack,
+        ovf = m->tag_overflow_drop;
+    unsigned line_max = m->line_max, payload_max = m->payload_max;
+    if (check_keys(cx, s, msnp_keys) != SW_OK ||
+        get_enum(cx, s, "role", msnp_role_names, &role) != SW_OK ||
+        get_enum(cx, s, "mode", msnp_mode_names, &mode) != SW_OK ||
+        get_string(cx, s, "switchboard", &m->switchboard) != SW_OK ||
+        get_uint(cx, s, "line_max", &line_max, 256, 65536) != SW_OK ||
+        get_uint(cx, s, "payload_max", &payload_max, 1664, 16u << 20) != SW_OK ||
+        get_enum(cx, s, "drop_ack", msnp_ack_names, &ack) != SW_OK ||
+        get_enum(cx, s, "tag_overflow", msnp_overflow_names, &ovf) != SW_OK ||
+        get_uint(cx, s, "cookie_max", &m->cookie_max, 16, 1u << 22) != SW_OK ||
+        get_double(cx, s, "cookie_ttl", &m->cookie_ttl, 1, 86400) != SW_OK ||
+        get_uint(cx, s, "chunks_max", &m->chunks_max, 1, 1024) != SW_OK)
+        return SW_ERROR;
+    m->role = (enum config_msnp_role)role;
+    m->transparent = mode == 1;
+    m->drop_ack = (enum config_msnp_ack)ack;
+    m->tag_overflow_drop = ovf == 1;
+    m->line_max = line_max;
+    m->payload_max = payload_max;
+    if (m->switchboard != NULL) {
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        struct sw_err e;
+        if (config_parse_addr(m->switchboard, &ss, &sl, &e) != SW_OK)
+            return cfg_fail(cx, config_setting_get_member(s, "switchboard"), "%s", e.msg);
+    }
+    if (m->role == CONFIG_MSNP_NS && !m->transparent && m->switchboard == NULL)
+        return cfg_fail(cx, s,
+                        "role ns in explicit mode needs switchboard = \"host:port\" "
+                        "(the address of the sb listener, written into XFR and RNG)");
+    return SW_OK;
+}
 
 static int parse_actions(struct cfg_ctx *cx, const config_setting_t *s, struct config_actions *a)
 {
@@ -462,6 +505,12 @@ static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_s
     l->xmpp.roster_max = 2048;
     l->xmpp.sm_resume_max = 8192;
     l->xmpp.sm_resume_ttl = 900;
+    l->msnp.line_max = 8192;
+    l->msnp.payload_max = 65536;
+    l->msnp.tag_overflow_drop = true;
+    l->msnp.cookie_max = 65536;
+    l->msnp.cookie_ttl = 120;
+    l->msnp.chunks_max = 16;
     int proto = 0, tls = 0;
     if (check_keys(cx, g, listener_keys) != SW_OK || get_string(cx, g, "name", &l->name) ||
         get_enum(cx, g, "protocol", proto_names, &proto) != SW_OK ||
@@ -575,6 +624,14 @@ static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_s
         if (parse_xmpp(cx, s, &l->xmpp) != SW_OK)
             return SW_ERROR;
     }
+    s = config_setting_get_member(g, "msnp");
+    if (s != NULL && l->proto != CONFIG_PROTO_MSNP)
+        return cfg_fail(cx, s, "listener %s: msnp options need protocol msnp", l->name);
+    if (l->proto == CONFIG_PROTO_MSNP && s != NULL && parse_msnp(cx, s, &l->msnp) != SW_OK)
+        return SW_ERROR;
+    if (l->proto == CONFIG_PROTO_MSNP && s == NULL)
+        return cfg_fail(cx, g, "listener %s: protocol msnp needs an msnp group (role, ...)",
+                        l->name);
     if (l->proto == CONFIG_PROTO_XMPP_C2S && l->limits.buffer_size < 4096)
         return cfg_fail(cx, g, "listener %s: xmpp-c2s needs buffer_size >= 4096", l->name);
     return SW_OK;
@@ -840,6 +897,7 @@ void config_free(struct config *cfg)
         free(l->upstream.server_name);
         free(l->actions.bounce_text);
         free(l->actions.tag_prefix);
+        free(l->msnp.switchboard);
     }
     free(cfg->listeners);
     free(cfg->path);

@@ -102,6 +102,29 @@ struct config_xmpp {
     double sm_resume_ttl;   /* seconds an entry waits for <resume/>; default 900 */
 };
 
+enum config_msnp_role {
+    CONFIG_MSNP_NS = 0, /* notification server connections */
+    CONFIG_MSNP_SB,     /* switchboard connections, routed by cookie */
+};
+
+enum config_msnp_ack {
+    CONFIG_MSNP_NAK = 0, /* answer a dropped A/D/S message with NAK trid */
+    CONFIG_MSNP_ACK,     /* ... with ACK trid (the sender believes it was delivered) */
+};
+
+struct config_msnp {
+    enum config_msnp_role role;
+    bool transparent;     /* no XFR/RNG rewriting (gateway mode); default false */
+    char *switchboard;    /* "host:port" written into XFR/RNG (role ns, explicit mode) */
+    uint32_t line_max;    /* bytes of a command line; default 8192 */
+    uint32_t payload_max; /* bytes of a declared payload; default 65536 */
+    enum config_msnp_ack drop_ack;
+    bool tag_overflow_drop; /* a tag past 1664 bytes drops (true) or passes untagged */
+    unsigned cookie_max;    /* switchboard cookies remembered (process-wide); default 65536 */
+    double cookie_ttl;      /* seconds a cookie stays valid; default 120 */
+    unsigned chunks_max;    /* chunked messages pending reassembly per session; default 16 */
+};
+
 struct config_listener {
     char *name;
     enum config_proto proto;
@@ -119,6 +142,7 @@ struct config_listener {
     double tag_threshold, drop_threshold; /* default: matcher's */
     struct config_actions actions;
     struct config_xmpp xmpp; /* xmpp-c2s */
+    struct config_msnp msnp; /* msnp */
     int line;
 };
 

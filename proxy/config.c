@@ -413,7 +413,7 @@ static int parse_msnp(struct cfg_ctx *cx, const config_setting_t *s, struct conf
             return cfg_fail(cx, config_setting_get_member(s, "switchboard"), "%s", e.msg);
     }
     if (m->role == CONFIG_MSNP_NS && !m->transparent && m->switchboard == NULL)
-        return cfg_fail(cx, s,
+        return cfg_fail(cx, config_setting_get_member(s, "role"),
                         "role ns in explicit mode needs switchboard = \"host:port\" "
                         "(the address of the sb listener, written into XFR and RNG)");
     return SW_OK;
@@ -487,6 +487,50 @@ static int parse_certs(struct cfg_ctx *cx, const config_setting_t *s, struct con
     return SW_OK;
 }
 
+/* True for an msnp switchboard listener in explicit mode: its upstream comes from cookies. */
+static bool msnp_sb_explicit(const config_setting_t *g, const struct config_listener *l)
+{
+    const config_setting_t *m = config_setting_get_member(g, "msnp");
+    const char *role = NULL, *mode = NULL;
+    if (l->proto != CONFIG_PROTO_MSNP || m == NULL ||
+        !config_setting_lookup_string(m, "role", &role) || strcmp(role, "sb") != 0)
+        return false;
+    return !config_setting_lookup_string(m, "mode", &mode) || strcmp(mode, "transparent") != 0;
+}
+
+/* The upstream group s of listener l. */
+static int parse_upstream(struct cfg_ctx *cx, const config_setting_t *s, struct config_listener *l)
+{
+    struct config_upstream *u = &l->upstream;
+    if (check_keys(cx, s, upstream_keys) != SW_OK ||
+        get_addr(cx, s, "address", &u->address, &u->addr, &u->addr_len, true) != SW_OK ||
+        get_bool(cx, s, "tls", &u->tls) != SW_OK ||
+        get_bool(cx, s, "starttls", &u->starttls) != SW_OK ||
+        get_bool(cx, s, "verify", &u->verify) ||
+        get_string(cx, s, "ca_file", &u->ca_file) != SW_OK ||
+        get_string(cx, s, "server_name", &u->server_name) != SW_OK ||
+        get_bool(cx, s, "send_proxy", &u->send_proxy) != SW_OK)
+        return SW_ERROR;
+    if (u->tls && u->starttls)
+        return cfg_fail(cx, config_setting_get_member(s, "starttls"),
+                        "tls and starttls exclude each other");
+    if (u->starttls && l->proto != CONFIG_PROTO_XMPP_C2S)
+        return cfg_fail(cx, config_setting_get_member(s, "starttls"),
+                        "starttls needs a protocol that has it (xmpp-c2s)");
+    if (!u->tls && !u->starttls && (u->ca_file != NULL || u->server_name != NULL))
+        return cfg_fail(cx, s, "ca_file and server_name need tls = true or starttls = true");
+    if ((u->tls || u->starttls) && u->server_name == NULL) {
+        /* default expected name: the host part of the address */
+        const char *a = u->address;
+        const char *c = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');
+        size_t n = (size_t)(c - a) - (a[0] == '[' ? 1 : 0);
+        u->server_name = strndup(a + (a[0] == '[' ? 1 : 0), n);
+        if (u->server_name == NULL)
+            return cfg_fail(cx, s, "out of memory");
+    }
+    return SW_OK;
+}
+
 static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_setting_t *g,
                           struct config_listener *l, const struct config_limits *dlim,
                           const struct config_timeouts *dto, bool hw_given)
@@ -526,9 +570,8 @@ static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_s
         return cfg_fail(cx, g, "listener %s: missing required option \"protocol\"", l->name);
     l->proto = (enum config_proto)proto;
     l->tls = (enum config_tls_mode)tls;
-    if (l->proto != CONFIG_PROTO_TCP && l->proto != CONFIG_PROTO_XMPP_C2S)
-        return cfg_fail(cx, ps, "protocol %s is not implemented yet (issue 4/5)",
-                        proto_names[proto]);
+    if (l->proto == CONFIG_PROTO_XMPP_S2S)
+        return cfg_fail(cx, ps, "protocol %s is not implemented yet", proto_names[proto]);
     if (l->tls == CONFIG_TLS_STARTTLS && l->proto == CONFIG_PROTO_TCP)
         return cfg_fail(cx, config_setting_get_member(g, "tls"),
                         "starttls needs a protocol that has it; tcp accepts none | direct");
@@ -567,35 +610,10 @@ static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_s
     }
 
     s = config_setting_get_member(g, "upstream");
-    if (s == NULL)
+    if (s == NULL && !msnp_sb_explicit(g, l))
         return cfg_fail(cx, g, "listener %s: missing required group \"upstream\"", l->name);
-    struct config_upstream *u = &l->upstream;
-    if (check_keys(cx, s, upstream_keys) != SW_OK ||
-        get_addr(cx, s, "address", &u->address, &u->addr, &u->addr_len, true) != SW_OK ||
-        get_bool(cx, s, "tls", &u->tls) != SW_OK ||
-        get_bool(cx, s, "starttls", &u->starttls) != SW_OK ||
-        get_bool(cx, s, "verify", &u->verify) ||
-        get_string(cx, s, "ca_file", &u->ca_file) != SW_OK ||
-        get_string(cx, s, "server_name", &u->server_name) != SW_OK ||
-        get_bool(cx, s, "send_proxy", &u->send_proxy) != SW_OK)
+    if (s != NULL && parse_upstream(cx, s, l) != SW_OK)
         return SW_ERROR;
-    if (u->tls && u->starttls)
-        return cfg_fail(cx, config_setting_get_member(s, "starttls"),
-                        "tls and starttls exclude each other");
-    if (u->starttls && l->proto != CONFIG_PROTO_XMPP_C2S)
-        return cfg_fail(cx, config_setting_get_member(s, "starttls"),
-                        "starttls needs a protocol that has it (xmpp-c2s)");
-    if (!u->tls && !u->starttls && (u->ca_file != NULL || u->server_name != NULL))
-        return cfg_fail(cx, s, "ca_file and server_name need tls = true or starttls = true");
-    if ((u->tls || u->starttls) && u->server_name == NULL) {
-        /* default expected name: the host part of the address */
-        const char *a = u->address;
-        const char *c = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');
-        size_t n = (size_t)(c - a) - (a[0] == '[' ? 1 : 0);
-        u->server_name = strndup(a + (a[0] == '[' ? 1 : 0), n);
-        if (u->server_name == NULL)
-            return cfg_fail(cx, s, "out of memory");
-    }
 
     s = config_setting_get_member(g, "limits");
     if (s != NULL && (check_keys(cx, s, limits_listener_keys) != SW_OK ||

@@ -16,6 +16,7 @@
 #include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
+#include "proxy/msnp_session.h"
 #include "proxy/runtime.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
@@ -60,13 +61,15 @@ struct session {
     uint64_t id;
     uint16_t lidx;
     uint8_t state;
-    bool ip_held;      /* peer counted in the per-IP table */
-    bool tls_peeked;   /* first client byte checked for a TLS record */
-    bool up_deferred;  /* the protocol connects the upstream (session_connect_upstream) */
-    bool ending;       /* session_end: flush, then close */
-    bool cl_starttls;  /* session_start_client_tls: TLS once the s2c ready bytes are out */
-    bool up_starttls;  /* session_start_upstream_tls: TLS once the c2s ready bytes are out */
-    uint8_t *up_after; /* bytes to send first over the upstream's new TLS */
+    bool ip_held;         /* peer counted in the per-IP table */
+    bool tls_peeked;      /* first client byte checked for a TLS record */
+    bool up_deferred;     /* the protocol connects the upstream (session_connect_upstream) */
+    bool ending;          /* session_end: flush, then close */
+    bool cl_starttls;     /* session_start_client_tls: TLS once the s2c ready bytes are out */
+    bool up_starttls;     /* session_start_upstream_tls: TLS once the c2s ready bytes are out */
+    bool blocked[2];      /* on_data asked for room (SW_AGAIN): judge again after writes */
+    bool eof_deferred[2]; /* EOF seen while blocked: finish it once judged */
+    uint8_t *up_after;    /* bytes to send first over the upstream's new TLS */
     uint32_t up_after_len;
     struct leg cl, up;
     struct buf c2s, s2c;
@@ -150,6 +153,8 @@ const struct proto_ops *proto_for(enum config_proto p)
         return &proto_tcp;
     case CONFIG_PROTO_XMPP_C2S:
         return &xmpp_c2s_proto;
+    case CONFIG_PROTO_MSNP:
+        return &msnp_proto;
     default:
         return NULL;
     }
@@ -214,6 +219,12 @@ void session_close_all(struct worker *w)
 static struct buf *dir_buf(struct session *s, enum session_dir dir)
 {
     return dir == SESSION_C2S ? &s->c2s : &s->s2c;
+}
+
+size_t session_room(struct session *s, enum session_dir dir)
+{
+    const struct buf *b = dir_buf(s, dir);
+    return b->max - (b->tail - b->head);
 }
 
 const uint8_t *session_pending(struct session *s, enum session_dir dir, size_t *len)
@@ -372,11 +383,12 @@ static void session_update_io(struct session *s)
         ue = s->up.x.hs_need;
         break;
     case ST_RELAY:
-        if (!s->ending && !s->cl_starttls && may_read(&s->cl, &s->c2s, hiwm))
+        if (!s->ending && !s->cl_starttls && !s->blocked[SESSION_C2S] &&
+            may_read(&s->cl, &s->c2s, hiwm))
             ce |= s->cl.x.rd_need;
         if (may_write(&s->cl, &s->up, &s->s2c))
             ce |= s->cl.x.wr_need;
-        if (!s->ending && may_read(&s->up, &s->s2c, hiwm))
+        if (!s->ending && !s->blocked[SESSION_S2C] && may_read(&s->up, &s->s2c, hiwm))
             ue |= s->up.x.rd_need;
         if (may_write(&s->up, &s->cl, &s->c2s))
             ue |= s->up.x.wr_need;
@@ -530,7 +542,8 @@ static void upstream_down(struct session *s, int err)
     metrics_inc(s->w->ms, METRIC_CONNECTIONS_REJECTED, s->lidx, METRICS_REJECT_UPSTREAM_DOWN);
     LOG(LOG_MOD_SESSION, LOG_LEVEL_WARN, s->w->id, s->id, "upstream_down",
         "listener=%s peer=%s upstream=%s error=%s", lname(s), peer_str(s, p, sizeof(p)),
-        s->rl->cfg->upstream.address, strerror(err));
+        s->rl->cfg->upstream.address != NULL ? s->rl->cfg->upstream.address : "by-cookie",
+        strerror(err));
 }
 
 /* Starts the non-blocking connect. SW_OK (connected or in progress) or SW_ERROR. */
@@ -643,10 +656,22 @@ static int step_up_hs(struct session *s)
 
 /* --- relay ----------------------------------------------------------------------------- */
 
+static int judge(struct session *s, enum session_dir dir);
+
+/* The sender of direction dir ended it: bytes the protocol never completed cannot be judged
+ * any more; the protocol may add its last words. */
+static void finish_eof(struct session *s, struct buf *b, enum session_dir dir)
+{
+    buf_drop(b, buf_pending(b));
+    buf_release_if_empty(b);
+    if (s->proto->on_eof != NULL)
+        s->proto->on_eof(s, s->proto_state, dir);
+}
+
 /* Reads from src into b. Returns 1 on progress, 0 if nothing could be done, SW_ERROR. */
 static int relay_read(struct session *s, struct leg *src, struct buf *b, enum session_dir dir)
 {
-    if (src->x.ops == NULL || s->ending || s->cl_starttls || src->rd_eof ||
+    if (src->x.ops == NULL || s->ending || s->cl_starttls || src->rd_eof || s->blocked[dir] ||
         !(src->ready & src->x.rd_need) || buf_above(b, s->rl->cfg->limits.high_watermark))
         return 0;
     if (buf_reserve(b) != SW_OK)
@@ -654,6 +679,10 @@ static int relay_read(struct session *s, struct leg *src, struct buf *b, enum se
     uint32_t space = buf_space(b);
     if (space == 0)
         return 0;
+    /* a grown buffer is for one long unit, not for reading more at once: a read takes at most
+     * the configured size, so a protocol always has room for what it inserts */
+    if (space > b->init)
+        space = b->init;
     ssize_t n = src->x.ops->read(&src->x, buf_space_ptr(b), space);
     if (n == SW_AGAIN) {
         src->ready &= (uint8_t)~src->x.rd_need;
@@ -676,11 +705,10 @@ static int relay_read(struct session *s, struct leg *src, struct buf *b, enum se
     s->last_active = ev_now(s->w->loop);
     if (n == 0) {
         src->rd_eof = true;
-        /* bytes the protocol never completed cannot be judged any more */
-        buf_drop(b, buf_pending(b));
-        buf_release_if_empty(b);
-        if (s->proto->on_eof != NULL)
-            s->proto->on_eof(s, s->proto_state, dir);
+        if (s->blocked[dir])
+            s->eof_deferred[dir] = true; /* complete units still wait to be judged */
+        else
+            finish_eof(s, b, dir);
         return 1;
     }
     buf_produce(b, (uint32_t)n);
@@ -688,11 +716,43 @@ static int relay_read(struct session *s, struct leg *src, struct buf *b, enum se
                 dir == SESSION_C2S ? METRICS_DIR_C2S : METRICS_DIR_S2C, (uint64_t)n);
     if (s->proto->on_data == NULL) {
         buf_forward(b, buf_pending(b));
-    } else if (s->proto->on_data(s, s->proto_state, dir, buf_pending_ptr(b), buf_pending(b)) !=
-               SW_OK) {
-        return SW_ERROR;
+        return 1;
     }
-    return 1;
+    return judge(s, dir) == SW_ERROR ? SW_ERROR : 1;
+}
+
+/* Hands dir's pending bytes to the protocol. SW_OK, SW_AGAIN (blocked for room), SW_ERROR. */
+static int judge(struct session *s, enum session_dir dir)
+{
+    struct buf *b = dir_buf(s, dir);
+    int rc = s->proto->on_data(s, s->proto_state, dir, buf_pending_ptr(b), buf_pending(b));
+    if (rc == SW_AGAIN) {
+        s->blocked[dir] = true;
+        return SW_AGAIN;
+    }
+    if (rc != SW_OK)
+        return SW_ERROR;
+    s->blocked[dir] = false;
+    if (s->eof_deferred[dir]) {
+        s->eof_deferred[dir] = false;
+        finish_eof(s, b, dir);
+    }
+    return SW_OK;
+}
+
+/* Judges again the directions that were blocked for room. 1 if one got unblocked. */
+static int rejudge(struct session *s)
+{
+    int p = 0;
+    for (int d = 0; d < 2; d++) {
+        if (!s->blocked[d] || s->ending)
+            continue;
+        int rc = judge(s, (enum session_dir)d);
+        if (rc == SW_ERROR)
+            return SW_ERROR;
+        p |= rc == SW_OK;
+    }
+    return p;
 }
 
 /* Writes b's ready bytes to dst, or ends dst's direction once src ended and b drained. */
@@ -799,6 +859,10 @@ static int relay(struct session *s)
         if ((rc = relay_write(s, &s->cl, &s->up, &s->s2c)) < 0)
             return SW_ERROR;
         p |= rc;
+        if ((s->blocked[0] || s->blocked[1]) && p != 0 && (rc = rejudge(s)) < 0)
+            return SW_ERROR;
+        if (s->state != ST_RELAY)
+            return SW_OK;
         if (s->cl_starttls && buf_ready(&s->s2c) == 0)
             return client_starttls(s);
         if (s->up_starttls && buf_ready(&s->c2s) == 0)
@@ -1004,9 +1068,14 @@ int session_new(struct worker *w, unsigned lidx, int fd, const struct sockaddr *
     s->cl.ready = EV_READ | EV_WRITE;
     buf_init(&s->c2s, rl->cfg->limits.buffer_size);
     buf_init(&s->s2c, rl->cfg->limits.buffer_size);
-    if (rl->cfg->proto == CONFIG_PROTO_XMPP_C2S) {
-        /* a stanza waits whole in the buffer until it is judged */
-        uint32_t max = rl->cfg->xmpp.stanza_max + 2 * rl->cfg->limits.buffer_size;
+    /* a unit (stanza, command with payload) waits whole in the buffer until it is judged;
+     * the rest is room for one read, queued bytes and the protocol's insertions */
+    uint32_t unit = rl->cfg->proto == CONFIG_PROTO_XMPP_C2S ? rl->cfg->xmpp.stanza_max
+                    : rl->cfg->proto == CONFIG_PROTO_MSNP
+                        ? rl->cfg->msnp.line_max + rl->cfg->msnp.payload_max
+                        : 0;
+    if (unit > 0) {
+        uint32_t max = unit + 4 * rl->cfg->limits.buffer_size + 65536;
         buf_set_max(&s->c2s, max);
         buf_set_max(&s->s2c, max);
     }

@@ -42,8 +42,11 @@ struct proto_ops {
     /* Bytes arrived in direction dir: data/len are all received bytes not yet judged (borrowed,
      * valid for the call). Judge a prefix with session_forward/session_drop/session_insert, in
      * stream order; what is left stays pending and comes back with more bytes. A protocol must
-     * bound what it leaves pending (it is at most the buffer size). SW_OK, or SW_ERROR to close
-     * the session. NULL means forward everything. */
+     * bound what it leaves pending (it is at most the buffer size). SW_OK; SW_AGAIN when it
+     * stopped before a unit that needs more room than session_room() has (nothing more is read
+     * in that direction, and on_data is called again with the pending bytes once some bytes
+     * were written either way); or SW_ERROR to close the session. NULL means forward
+     * everything. */
     int (*on_data)(struct session *s, void *state, enum session_dir dir, const uint8_t *data,
                    size_t len);
     /* Frees the state (may be NULL). */
@@ -76,6 +79,9 @@ void session_close_all(struct worker *w);
 /* The bytes of direction dir not judged yet (borrowed; valid until the next judging call on
  * that direction: a drop or an insert moves them, an insert may reallocate). */
 const uint8_t *session_pending(struct session *s, enum session_dir dir, size_t *len);
+/* Bytes that may still be inserted in direction dir (the buffer may grow to its bound). */
+size_t session_room(struct session *s, enum session_dir dir);
+
 /* Releases the next n pending bytes unchanged. */
 int session_forward(struct session *s, enum session_dir dir, size_t n);
 /* Removes the next n pending bytes. */

@@ -299,7 +299,9 @@ static int run(const char *path)
                       "listener=%s protocol=%s bind=%s tls=%s upstream=%s upstream_tls=%d", l->name,
                       config_proto_name(l->proto),
                       listener_addr_str((const struct sockaddr *)&l->addr, buf, sizeof(buf)),
-                      config_tls_mode_name(l->tls), l->upstream.address, (int)l->upstream.tls);
+                      config_tls_mode_name(l->tls),
+                      l->upstream.address != NULL ? l->upstream.address : "by-cookie",
+                      (int)l->upstream.tls);
     }
     LOG_UNLIMITED(LOG_MOD_MAIN, LOG_LEVEL_INFO, 0, 0, "started",
                   "version=%s workers=%u admin=%s pid=%d", SW_VERSION, d.n_workers,

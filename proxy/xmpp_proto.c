@@ -30,9 +30,12 @@
 
 static const char ns_streams[] = "urn:ietf:params:xml:ns:xmpp-streams";
 
+#define XC_TAG_ROOM 4096 /* room a tag needs in its own direction (SHIM block, prefix) */
+
 /* Extra results of the element handlers, besides SW_OK and SW_ERROR. */
 #define XC_STOP 1      /* judge nothing more now (TLS starts, or the session ends) */
 #define XC_RESTARTED 2 /* the parser restarted after this element; judged is advanced */
+#define XC_WAIT 3      /* not judged: an insertion would not fit yet (see session_room) */
 
 /* --- SM counters kept for resumption, keyed by SM id (process-wide: a resume may reach
  * another worker) --------------------------------------------------------------------------- */
@@ -277,8 +280,7 @@ static void stream_error(struct xc *x, const char *cond, const char *why, enum s
     if (strcmp(cond, "remote-connection-failed") != 0) /* upstream failures count elsewhere */
         metrics_inc(session_metrics(x->s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
     LOG(LOG_MOD_XMPP, LOG_LEVEL_INFO, session_worker_id(x->s), session_id(x->s), "stream_error",
-        "listener=%s condition=%s direction=%s reason=%s", x->cfg->name, cond, dir_name(dir),
-        why);
+        "listener=%s condition=%s direction=%s reason=%s", x->cfg->name, cond, dir_name(dir), why);
     session_end(x->s);
 }
 
@@ -344,6 +346,11 @@ static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_even
         ev->type_attr.set && xmpp_raw_eq(d + ev->type_attr.pos, ev->type_attr.len, "error");
     if (is_error || (!ev->body.set && ev->encrypted == 0))
         return deliver(x, dir, ev); /* chat states, receipts, errors */
+    /* judge only when the verdict can be carried out: room for a tag here, and for a bounce
+     * toward the client (nothing is classified twice: waiting happens before) */
+    if (session_room(s, dir) < XC_TAG_ROOM ||
+        (dir == SESSION_C2S && x->cfg->actions.bounce && session_room(s, SESSION_S2C) < XC_OUT_MAX))
+        return XC_WAIT;
 
     struct matcher_msg m = {0};
     char *snd = xc_jid[0];
@@ -464,6 +471,8 @@ static int forward_or_replace(struct xc *x, enum session_dir dir, const struct x
         return session_forward(x->s, dir, ev->size);
     if (n > XC_OUT_MAX)
         return session_forward(x->s, dir, ev->size); /* cannot happen for acks; be safe */
+    if (n > ev->size && session_room(x->s, dir) < n - ev->size)
+        return XC_WAIT;
     if (session_drop(x->s, dir, ev->size) != SW_OK)
         return SW_ERROR;
     return insert(x, dir, xc_out, n);
@@ -819,6 +828,8 @@ static int xc_on_data(struct session *s, void *state, enum session_dir dir, cons
         rc = dir == SESSION_C2S ? on_c2s(x, &ev) : on_s2c(x, &ev);
         if (rc == XC_STOP)
             return SW_OK;
+        if (rc == XC_WAIT)
+            return SW_AGAIN; /* the session calls again once bytes were written */
         if (rc != SW_OK && rc != XC_RESTARTED)
             return SW_ERROR;
         if (rc == SW_OK)
@@ -830,7 +841,8 @@ static int xc_on_data(struct session *s, void *state, enum session_dir dir, cons
             size_t cl;
             const uint8_t *cp = session_pending(s, SESSION_C2S, &cl);
             x->resume_c2s = false;
-            if (cl > 0 && xc_on_data(s, x, SESSION_C2S, cp, cl) != SW_OK)
+            /* SW_AGAIN leaves them pending: judged with the client's next bytes */
+            if (cl > 0 && xc_on_data(s, x, SESSION_C2S, cp, cl) == SW_ERROR)
                 return SW_ERROR;
             if (x->failed)
                 return SW_OK;

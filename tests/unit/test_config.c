@@ -122,9 +122,22 @@ static const struct error_case error_cases[] = {
      "  upstream = { address = \"127.0.0.1:2\"; };\n actions = { tag_prefix = "
      "\"0123456789012345678901234567890123456789012345678901234567890123456789\"; }; } );\n",
      "t.conf:3: tag_prefix: longer than 64 bytes"},
+    {"listeners = (\n { name = \"a\"; protocol = \"xmpp-s2s\"; bind = \"127.0.0.1:1\";\n"
+     "  upstream = { address = \"127.0.0.1:2\"; }; } );\n",
+     "t.conf:2: protocol: protocol xmpp-s2s is not implemented yet"},
     {"listeners = (\n { name = \"a\"; protocol = \"msnp\"; bind = \"127.0.0.1:1\";\n"
      "  upstream = { address = \"127.0.0.1:2\"; }; } );\n",
-     "t.conf:2: protocol: protocol msnp is not implemented yet (issue 4/5)"},
+     "t.conf:2: listener a: protocol msnp needs an msnp group (role, ...)"},
+    {"listeners = (\n { name = \"a\"; protocol = \"msnp\"; bind = \"127.0.0.1:1\";\n"
+     "  upstream = { address = \"127.0.0.1:2\"; };\n msnp = { role = \"ns\"; }; } );\n",
+     "t.conf:4: role: role ns in explicit mode needs switchboard = \"host:port\" (the address of "
+     "the sb listener, written into XFR and RNG)"},
+    {"listeners = (\n { name = \"a\"; protocol = \"msnp\"; bind = \"127.0.0.1:1\";\n"
+     "  msnp = { role = \"ns\"; switchboard = \"127.0.0.1:3\"; }; } );\n",
+     "t.conf:2: listener a: missing required group \"upstream\""},
+    {"listeners = (\n { name = \"a\"; protocol = \"msnp\"; bind = \"127.0.0.1:1\";\n"
+     "  msnp = { role = \"sb\"; drop_ack = \"maybe\"; }; } );\n",
+     "t.conf:3: drop_ack: \"maybe\" is not one of nak | ack"},
     {"listeners = ( { name = \"a\"; protocol = \"smtp\"; bind = \"127.0.0.1:1\";\n"
      "  upstream = { address = \"127.0.0.1:2\"; }; } );\n",
      "t.conf:1: protocol: \"smtp\" is not one of tcp | xmpp-c2s | xmpp-s2s | msnp"},

@@ -1,0 +1,723 @@
+/* The msnp protocol: notification-server (role ns) and switchboard (role sb) connections.
+ * One framing parser per direction over the session's pending bytes; every command is judged
+ * in stream order. See docs/msnp.md ("The proxy") for the behaviour and its reasons. */
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "matcher/hash.h"
+#include "matcher/matcher.h"
+#include "protocols/msnp/msnp_chunks.h"
+#include "protocols/msnp/msnp_mime.h"
+#include "protocols/msnp/msnp_parser.h"
+#include "proxy/log.h"
+#include "proxy/metrics.h"
+#include "proxy/msnp_session.h"
+#include "proxy/session.h"
+
+#define MS_EMAIL_MAX 256  /* passports kept (sender, switchboard participant) */
+#define MS_COOKIE_MAX 512 /* bytes of a cookie kept as a key */
+#define MS_MSG_MAX 1664   /* MSG payload limit of the official clients and servers */
+#define MS_OUT_MAX 16384  /* rewritten lines and tagged messages */
+#define MS_TEXT_MAX 65536 /* decoded text handed to the matcher */
+#define MS_ROOM 1024      /* room a verdict needs: tag headers here, an ACK/NAK or error back */
+#define MS_WAIT 3         /* handler result: not judged yet, an insertion would not fit */
+
+/* --- switchboard cookies: process-wide, since the client's switchboard connection may reach
+ * another worker ------------------------------------------------------------------------ */
+
+struct ck_entry {
+    uint64_t key; /* hash of the cookie; 0 = free */
+    uint64_t expires_ms;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct ck_entry *e;
+    unsigned cap; /* power of 2, fixed at the first use (msnp.cookie_max rounded up) */
+} ck_table = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+
+#define CK_PROBES 8
+
+static uint64_t ck_key(const uint8_t *c, size_t len)
+{
+    uint64_t k = sw_hash64(c, len, 0xc00c1e);
+    return k != 0 ? k : 1;
+}
+
+/* Remembers cookie -> addr. Returns false when the table could not be allocated. */
+static bool ck_put(const uint8_t *c, size_t len, const struct sockaddr_storage *addr,
+                   socklen_t alen, uint64_t now, const struct config_msnp *cfg)
+{
+    uint64_t k = ck_key(c, len);
+    bool ok = false;
+    pthread_mutex_lock(&ck_table.lock);
+    if (ck_table.e == NULL) {
+        unsigned cap = 16;
+        while (cap < cfg->cookie_max)
+            cap *= 2;
+        ck_table.e = calloc(cap, sizeof(*ck_table.e));
+        ck_table.cap = ck_table.e != NULL ? cap : 0;
+    }
+    if (ck_table.e != NULL) {
+        struct ck_entry *victim = NULL;
+        for (unsigned i = 0; i < CK_PROBES; i++) {
+            struct ck_entry *e = &ck_table.e[(k + i) & (ck_table.cap - 1)];
+            if (e->key == k || e->key == 0 || e->expires_ms <= now) {
+                victim = e;
+                break;
+            }
+            if (victim == NULL || e->expires_ms < victim->expires_ms)
+                victim = e; /* full window: the entry closest to expiry goes */
+        }
+        victim->key = k;
+        victim->expires_ms = now + (uint64_t)(cfg->cookie_ttl * 1000.0);
+        victim->addr = *addr;
+        victim->addr_len = alen;
+        ok = true;
+    }
+    pthread_mutex_unlock(&ck_table.lock);
+    return ok;
+}
+
+/* Takes (and forgets: a cookie is good for one connection) the address of cookie. */
+static bool ck_take(const uint8_t *c, size_t len, uint64_t now, struct sockaddr_storage *addr,
+                    socklen_t *alen)
+{
+    uint64_t k = ck_key(c, len);
+    bool found = false;
+    pthread_mutex_lock(&ck_table.lock);
+    for (unsigned i = 0; ck_table.e != NULL && i < CK_PROBES; i++) {
+        struct ck_entry *e = &ck_table.e[(k + i) & (ck_table.cap - 1)];
+        if (e->key == k) {
+            found = e->expires_ms > now;
+            if (found) {
+                *addr = e->addr;
+                *alen = e->addr_len;
+            }
+            e->key = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ck_table.lock);
+    return found;
+}
+
+/* --- per-session state ------------------------------------------------------------------- */
+
+struct ms_dir {
+    struct msnp_parser p;
+    uint64_t judged; /* stream offset of the first pending byte */
+};
+
+struct ms {
+    struct session *s;
+    const struct config_listener *cfg;
+    unsigned lidx;
+    bool connecting; /* upstream requested */
+    bool failed;     /* an error was sent: judge nothing more */
+    uint32_t last_trid;
+    char me[MS_EMAIL_MAX]; /* the authenticated passport (USR) */
+    size_t me_len;
+    char peer[MS_EMAIL_MAX]; /* switchboard: the first other participant */
+    size_t peer_len;
+    char ip[64];
+    struct sockaddr_storage sb_addr; /* msnp.switchboard, written into XFR/RNG */
+    socklen_t sb_addr_len;
+    struct msnp_chunks chunks[2]; /* per direction; arenas below */
+    uint8_t *chunk_mem[2];
+    struct ms_dir d[2];
+};
+
+static _Thread_local uint8_t ms_out[MS_OUT_MAX];
+static _Thread_local char ms_text[MS_TEXT_MAX];
+
+static const char *dir_name(enum session_dir dir)
+{
+    return dir == SESSION_C2S ? "c2s" : "s2c";
+}
+
+/* Queues "CMD trid\r\n" (an ACK, NAK or numeric error) in direction dir. */
+static int insert_line(struct ms *x, enum session_dir dir, const char *cmd, uint32_t trid)
+{
+    char line[64];
+    int n = snprintf(line, sizeof(line), "%s %u\r\n", cmd, (unsigned)trid);
+    return session_insert(x->s, dir, (const uint8_t *)line, (size_t)n);
+}
+
+/* An error in MSNP's terms toward the client, then the end of the session. */
+static void ms_fail(struct ms *x, const char *reply, const char *why, enum session_dir dir,
+                    bool bad_input)
+{
+    if (x->failed)
+        return;
+    x->failed = true;
+    if (reply != NULL)
+        (void)session_insert(x->s, SESSION_S2C, (const uint8_t *)reply, strlen(reply));
+    if (bad_input)
+        metrics_inc(session_metrics(x->s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
+    LOG(LOG_MOD_MSNP, LOG_LEVEL_INFO, session_worker_id(x->s), session_id(x->s), "msnp_error",
+        "listener=%s direction=%s reason=%s", x->cfg->name, dir_name(dir), why);
+    session_end(x->s);
+}
+
+static void copy_str(char *dst, size_t cap, size_t *dlen, const uint8_t *src, size_t len)
+{
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    *dlen = len;
+}
+
+/* URL-decodes src[0..len) (friendly names travel URL-encoded) into out; returns the length. */
+static size_t url_decode(const uint8_t *src, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o < cap; i++) {
+        unsigned v;
+        if (src[i] == '%' && i + 2 < len && sscanf((const char *)src + i + 1, "%2x", &v) == 1) {
+            out[o++] = (char)v;
+            i += 2;
+        } else {
+            out[o++] = (char)src[i];
+        }
+    }
+    return o;
+}
+
+/* --- classification ---------------------------------------------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Classifies text from sender to recipient; returns the listener's action. */
+static enum verdict_action classify(struct ms *x, enum session_dir dir, const char *sender,
+                                    size_t sender_len, const char *text, size_t text_len,
+                                    const char *what, struct verdict *v)
+{
+    struct session *s = x->s;
+    struct matcher_msg m = {0};
+    m.sender = sender;
+    m.sender_len = sender_len;
+    m.recipient = dir == SESSION_C2S ? x->peer : x->me;
+    m.recipient_len = dir == SESSION_C2S ? x->peer_len : x->me_len;
+    m.body = text;
+    m.body_len = text_len;
+    m.now_ms = session_now_ms(s);
+    if (dir == SESSION_C2S) {
+        m.ip = x->ip;
+        m.ip_len = strlen(x->ip);
+    } else {
+        m.flags |= MATCHER_F_INBOUND;
+    }
+    struct sw_err err;
+    struct matcher_ctx *ctx = session_matcher_ctx(s);
+    uint64_t t0 = mono_ns();
+    int rc = ctx != NULL ? matcher_classify(ctx, session_matcher(s), session_rep(s), &m, v, &err)
+                         : SW_ERROR;
+    metrics_observe_scan(session_metrics(s), mono_ns() - t0);
+    if (rc != SW_OK) {
+        metrics_inc(session_metrics(s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
+        LOG(LOG_MOD_MSNP, LOG_LEVEL_WARN, session_worker_id(s), session_id(s), "scan_failed",
+            "listener=%s error=%s", x->cfg->name, ctx != NULL ? err.msg : "no context");
+        v->n_reasons = 0;
+        v->score = 0;
+        return VERDICT_PASS; /* fail open */
+    }
+    const struct config_actions *a = &x->cfg->actions;
+    enum verdict_action act = v->score >= x->cfg->drop_threshold  ? (enum verdict_action)a->on_drop
+                              : v->score >= x->cfg->tag_threshold ? (enum verdict_action)a->on_tag
+                                                                  : VERDICT_PASS;
+    metrics_inc(session_metrics(s), METRIC_MESSAGES, x->lidx, (unsigned)act);
+    for (unsigned i = 0; i < v->n_reasons; i++)
+        metrics_rule_hit(session_metrics(s), v->reasons[i].id);
+    if (act != VERDICT_PASS) {
+        char reasons[512];
+        size_t n = 0;
+        reasons[0] = '\0';
+        for (unsigned i = 0; i < v->n_reasons && n + 1 < sizeof(reasons); i++) {
+            int w = snprintf(reasons + n, sizeof(reasons) - n, "%s%s", i > 0 ? "," : "",
+                             v->reasons[i].id);
+            if (w < 0 || (size_t)w >= sizeof(reasons) - n)
+                break;
+            n += (size_t)w;
+        }
+        LOG(LOG_MOD_MSNP, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
+            "listener=%s direction=%s what=%s action=%s score=%.1f reasons=%s sender=%.*s "
+            "fingerprint=%016llx",
+            x->cfg->name, dir_name(dir), what, verdict_action_name(act), v->score,
+            reasons[0] != '\0' ? reasons : "-", (int)sender_len, sender,
+            (unsigned long long)v->fingerprint);
+    }
+    return act;
+}
+
+/* Builds the tagged form of a MSG event: X-Spam-* headers before the blank line ending the
+ * MIME headers, the command line's byte count fixed. Returns its length, or 0 if it cannot be
+ * built (no header block) and SIZE_MAX if the payload would pass MS_MSG_MAX. */
+size_t msnp_session_tag(const struct msnp_event *ev, size_t body_pos, double score,
+                        const char *reasons, uint8_t *out, size_t cap)
+{
+    const uint8_t *pay = ev->data + ev->payload.pos;
+    size_t plen = ev->payload.len;
+    if (body_pos < 1 || body_pos > plen || !ev->has_payload)
+        return 0;
+    /* the blank line: "\r\n" or "\n" right before the body */
+    size_t at = body_pos >= 2 && pay[body_pos - 2] == '\r' ? body_pos - 2 : body_pos - 1;
+    if (pay[at] != '\r' && pay[at] != '\n')
+        return 0;
+    char hdr[600];
+    int hn = snprintf(hdr, sizeof(hdr),
+                      "X-Spam-Flag: YES\r\nX-Spam-Score: %.1f\r\nX-Spam-Reasons: %.480s\r\n", score,
+                      reasons != NULL && reasons[0] != '\0' ? reasons : "-");
+    if (hn < 0 || (size_t)hn >= sizeof(hdr))
+        return 0;
+    size_t nplen = plen + (size_t)hn;
+    if (nplen > MS_MSG_MAX)
+        return SIZE_MAX;
+    char num[24];
+    int nn = snprintf(num, sizeof(num), "%zu", nplen);
+    size_t total = ev->line_len - ev->len_tok.len + (size_t)nn + ev->eol_len + nplen;
+    if (total > cap)
+        return 0;
+    size_t o = 0;
+    memcpy(out + o, ev->data, ev->len_tok.pos);
+    o += ev->len_tok.pos;
+    memcpy(out + o, num, (size_t)nn);
+    o += (size_t)nn;
+    size_t after = ev->len_tok.pos + ev->len_tok.len;
+    memcpy(out + o, ev->data + after, ev->line_len + ev->eol_len - after);
+    o += ev->line_len + ev->eol_len - after;
+    memcpy(out + o, pay, at);
+    o += at;
+    memcpy(out + o, hdr, (size_t)hn);
+    o += (size_t)hn;
+    memcpy(out + o, pay + at, plen - at);
+    o += plen - at;
+    return o;
+}
+
+/* Judges one MSG. */
+static int on_msg(struct ms *x, enum session_dir dir, const struct msnp_event *ev)
+{
+    struct session *s = x->s;
+    struct msnp_msg_line ml;
+    if (msnp_parse_msg_line(ev, dir == SESSION_C2S ? MSNP_DIR_C2S : MSNP_DIR_S2C, &ml) != SW_OK) {
+        ms_fail(x, dir == SESSION_C2S ? "OUT\r\n" : "OUT\r\n", "malformed MSG line", dir, true);
+        return SW_OK;
+    }
+    if (session_room(s, dir) < MS_ROOM || session_room(s, SESSION_S2C) < MS_ROOM)
+        return MS_WAIT;
+    struct msnp_mime *m = malloc(sizeof(*m));
+    if (m == NULL)
+        return SW_ERROR;
+    const uint8_t *pay = ev->data + ev->payload.pos;
+    if (msnp_mime_parse(pay, ev->payload.len, NULL, m) != SW_OK) {
+        free(m); /* not MIME: binary or broken; nothing to read, pass it on */
+        return session_forward(s, dir, ev->size);
+    }
+    const char *sender = dir == SESSION_C2S ? x->me : (const char *)ev->data + ml.email.pos;
+    size_t sender_len = dir == SESSION_C2S ? x->me_len : ml.email.len;
+    const char *text = NULL;
+    size_t text_len = 0;
+    const char *what = "im";
+    bool chunked = m->has_chunks || m->has_chunk;
+    if (chunked && m->kind != MSNP_MIME_P2P) {
+        /* judged once whole: the last chunk carries the verdict (a client never shows a
+         * message whose chunks are incomplete) */
+        size_t got = 0;
+        int rc =
+            msnp_chunks_add(&x->chunks[dir], session_now_ms(s), (const uint8_t *)sender, sender_len,
+                            pay, ev->payload.len, m, (uint8_t *)ms_text, sizeof(ms_text), &got);
+        if (rc != SW_OK) {
+            free(m);
+            return session_forward(s, dir, ev->size);
+        }
+        text = ms_text;
+        text_len = got;
+        what = "chunked_im";
+    } else if (m->kind == MSNP_MIME_TEXT) {
+        text = (const char *)m->body;
+        text_len = m->body_len;
+    } else if ((m->kind == MSNP_MIME_INVITE || m->kind == MSNP_MIME_P2P) && m->file_name != NULL) {
+        /* a file offer: its name is the content ("pics.zip", "photo.scr") */
+        text_len = (size_t)snprintf(ms_text, sizeof(ms_text), "file %.*s", (int)m->file_name_len,
+                                    (const char *)m->file_name);
+        text = ms_text;
+        what = "file";
+    }
+    if (text == NULL) {
+        free(m); /* typing, caps, emoticons, P2P data: not scanned */
+        return session_forward(s, dir, ev->size);
+    }
+    struct verdict v;
+    enum verdict_action act = classify(x, dir, sender, sender_len, text, text_len, what, &v);
+    size_t body_pos = m->body_pos;
+    free(m);
+    if (act == VERDICT_TAG && !chunked && strcmp(what, "im") == 0) {
+        char reasons[512] = "";
+        size_t n = 0;
+        for (unsigned i = 0; i < v.n_reasons && n + 1 < sizeof(reasons); i++) {
+            int w = snprintf(reasons + n, sizeof(reasons) - n, "%s%s", i > 0 ? "," : "",
+                             v.reasons[i].id);
+            if (w < 0 || (size_t)w >= sizeof(reasons) - n)
+                break;
+            n += (size_t)w;
+        }
+        size_t tn = msnp_session_tag(ev, body_pos, v.score, reasons, ms_out, sizeof(ms_out));
+        if (tn == SIZE_MAX)
+            act = x->cfg->msnp.tag_overflow_drop ? VERDICT_DROP : VERDICT_PASS;
+        else if (tn > 0)
+            return session_drop(s, dir, ev->size) == SW_OK &&
+                           session_insert(s, dir, ms_out, tn) == SW_OK
+                       ? SW_OK
+                       : SW_ERROR;
+        else
+            act = VERDICT_PASS;
+    }
+    if (act != VERDICT_DROP)
+        return session_forward(s, dir, ev->size);
+    uint32_t trid = ev->trid;
+    bool has_trid = ev->has_trid;
+    if (session_drop(s, dir, ev->size) != SW_OK)
+        return SW_ERROR;
+    /* the sender of an acknowledged message waits for an answer, or reports a failure */
+    if (dir == SESSION_C2S && has_trid && (ml.ack == 'A' || ml.ack == 'D' || ml.ack == 'S'))
+        return insert_line(x, SESSION_S2C, x->cfg->msnp.drop_ack == CONFIG_MSNP_ACK ? "ACK" : "NAK",
+                           trid);
+    return SW_OK;
+}
+
+/* Friendly names and personal messages: dropped (never tagged: there is nowhere to put a tag). */
+static int on_profile_text(struct ms *x, enum session_dir dir, const struct msnp_event *ev,
+                           const char *what, const uint8_t *raw, size_t raw_len, bool url_encoded)
+{
+    if (session_room(x->s, SESSION_S2C) < MS_ROOM)
+        return MS_WAIT;
+    char buf[2048];
+    size_t n = url_encoded ? url_decode(raw, raw_len, buf, sizeof(buf))
+                           : (raw_len < sizeof(buf) ? raw_len : sizeof(buf));
+    if (!url_encoded)
+        memcpy(buf, raw, n);
+    struct verdict v;
+    const char *sender = dir == SESSION_C2S ? x->me : "";
+    size_t sender_len = dir == SESSION_C2S ? x->me_len : 0;
+    enum verdict_action act = classify(x, dir, sender, sender_len, buf, n, what, &v);
+    if (act != VERDICT_DROP)
+        return session_forward(x->s, dir, ev->size);
+    if (session_drop(x->s, dir, ev->size) != SW_OK)
+        return SW_ERROR;
+    /* a refused name change from the client gets "209 trid" (nickname change illegal) */
+    if (dir == SESSION_C2S && ev->has_trid)
+        return insert_line(x, SESSION_S2C, "209", ev->trid);
+    return SW_OK;
+}
+
+/* The n-th (0-based) space-separated token of the line's arguments. */
+static bool arg_token(const struct msnp_event *ev, unsigned n, const uint8_t **tok, size_t *len)
+{
+    const uint8_t *p = ev->data + ev->args.pos, *end = p + ev->args.len;
+    for (unsigned i = 0;; i++) {
+        while (p < end && *p == ' ')
+            p++;
+        const uint8_t *t = p;
+        while (p < end && *p != ' ')
+            p++;
+        if (t == p)
+            return false;
+        if (i == n) {
+            *tok = t;
+            *len = (size_t)(p - t);
+            return true;
+        }
+    }
+}
+
+/* The personal message inside a UBX/UUX payload: the text of <PSM>...</PSM>. */
+static bool psm_text(const uint8_t *pay, size_t len, const uint8_t **t, size_t *tl)
+{
+    const uint8_t *a = memmem(pay, len, "<PSM>", 5);
+    if (a == NULL)
+        return false;
+    a += 5;
+    const uint8_t *b = memmem(a, len - (size_t)(a - pay), "</PSM>", 6);
+    if (b == NULL)
+        return false;
+    *t = a;
+    *tl = (size_t)(b - a);
+    return *tl > 0;
+}
+
+/* XFR SB / RNG: the switchboard address becomes ours; the real one is kept under the cookie. */
+static int rewrite_sb(struct ms *x, const struct msnp_event *ev, const struct msnp_hostport *hp,
+                      const struct msnp_span *cookie)
+{
+    struct session *s = x->s;
+    char host[256];
+    if (session_room(s, SESSION_S2C) < MS_ROOM)
+        return MS_WAIT;
+    if (hp->host.len >= sizeof(host) || cookie->len == 0 || cookie->len > MS_COOKIE_MAX)
+        return session_forward(s, SESSION_S2C, ev->size);
+    memcpy(host, ev->data + hp->host.pos, hp->host.len);
+    host[hp->host.len] = '\0';
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)hp->port);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0) {
+        /* a host name: resolved here, once per switchboard invitation (blocking; MSN servers
+         * sent numeric addresses) */
+        hints.ai_flags = AI_NUMERICSERV;
+        gai = getaddrinfo(host, port, &hints, &res);
+    }
+    if (gai != 0 || res == NULL || res->ai_addrlen > sizeof(struct sockaddr_storage)) {
+        if (res != NULL)
+            freeaddrinfo(res);
+        LOG(LOG_MOD_MSNP, LOG_LEVEL_WARN, session_worker_id(s), session_id(s), "sb_unresolved",
+            "listener=%s host=%s", x->cfg->name, host);
+        return session_forward(s, SESSION_S2C, ev->size);
+    }
+    struct sockaddr_storage ss;
+    memcpy(&ss, res->ai_addr, res->ai_addrlen);
+    socklen_t sl = res->ai_addrlen;
+    freeaddrinfo(res);
+    if (!ck_put(ev->data + cookie->pos, cookie->len, &ss, sl, session_now_ms(s), &x->cfg->msnp))
+        return SW_ERROR;
+    const char *sb = x->cfg->msnp.switchboard;
+    size_t sbl = strlen(sb);
+    size_t total = ev->size - hp->addr.len + sbl;
+    if (total > sizeof(ms_out))
+        return SW_ERROR;
+    memcpy(ms_out, ev->data, hp->addr.pos);
+    memcpy(ms_out + hp->addr.pos, sb, sbl);
+    memcpy(ms_out + hp->addr.pos + sbl, ev->data + hp->addr.pos + hp->addr.len,
+           ev->size - hp->addr.pos - hp->addr.len);
+    if (session_drop(s, SESSION_S2C, ev->size) != SW_OK)
+        return SW_ERROR;
+    return session_insert(s, SESSION_S2C, ms_out, total);
+}
+
+static int on_c2s(struct ms *x, const struct msnp_event *ev)
+{
+    struct session *s = x->s;
+    const struct config_msnp *mc = &x->cfg->msnp;
+    if (ev->has_trid)
+        x->last_trid = ev->trid;
+    if (!x->connecting) {
+        if (mc->role == CONFIG_MSNP_SB && !mc->transparent) {
+            /* the first line names the switchboard by cookie */
+            struct msnp_sb_login lg;
+            struct sockaddr_storage ss;
+            socklen_t sl = 0;
+            if (msnp_parse_sb_login(ev, &lg) != SW_OK) {
+                ms_fail(x, "911 0\r\n", "first switchboard line is not USR/ANS", SESSION_C2S, true);
+                return SW_OK;
+            }
+            if (!ck_take(ev->data + lg.cookie.pos, lg.cookie.len, session_now_ms(s), &ss, &sl)) {
+                char reply[32];
+                snprintf(reply, sizeof(reply), "911 %u\r\n", (unsigned)lg.trid);
+                ms_fail(x, reply, "unknown or expired switchboard cookie", SESSION_C2S, true);
+                return SW_OK;
+            }
+            copy_str(x->me, sizeof(x->me), &x->me_len, ev->data + lg.email.pos, lg.email.len);
+            x->connecting = true;
+            if (session_forward(s, SESSION_C2S, ev->size) != SW_OK)
+                return SW_ERROR;
+            return session_connect_upstream(s, (const struct sockaddr *)&ss, sl);
+        }
+        x->connecting = true;
+        if (session_forward(s, SESSION_C2S, ev->size) != SW_OK)
+            return SW_ERROR;
+        return session_connect_upstream(s, NULL, 0);
+    }
+    /* numeric errors from the server answering a payload command carry a payload */
+    if (ev->has_trid && msnp_is_payload_cmd(ev->cmd, MSNP_DIR_C2S))
+        (void)msnp_parser_note_sent(&x->d[SESSION_S2C].p, ev->trid, ev->cmd);
+    const uint8_t *t;
+    size_t tl;
+    if (strcmp(ev->cmd, "USR") == 0 && arg_token(ev, 1, &t, &tl) && tl == 1 && t[0] == 'I' &&
+        arg_token(ev, 2, &t, &tl)) {
+        copy_str(x->me, sizeof(x->me), &x->me_len, t, tl); /* USR trid TWN|MD5|SSO I email */
+    } else if (strcmp(ev->cmd, "CAL") == 0 && x->peer_len == 0 && arg_token(ev, 0, &t, &tl)) {
+        copy_str(x->peer, sizeof(x->peer), &x->peer_len, t, tl);
+    } else if (strcmp(ev->cmd, "MSG") == 0) {
+        return on_msg(x, SESSION_C2S, ev);
+    } else if (strcmp(ev->cmd, "PRP") == 0 && arg_token(ev, 0, &t, &tl) && tl == 3 &&
+               memcmp(t, "MFN", 3) == 0 && arg_token(ev, 1, &t, &tl)) {
+        return on_profile_text(x, SESSION_C2S, ev, "nick", t, tl, true);
+    } else if (strcmp(ev->cmd, "UUX") == 0 && ev->has_payload &&
+               psm_text(ev->data + ev->payload.pos, ev->payload.len, &t, &tl)) {
+        return on_profile_text(x, SESSION_C2S, ev, "psm", t, tl, false);
+    }
+    return session_forward(s, SESSION_C2S, ev->size);
+}
+
+static int on_s2c(struct ms *x, const struct msnp_event *ev)
+{
+    struct session *s = x->s;
+    const struct config_msnp *mc = &x->cfg->msnp;
+    const uint8_t *t;
+    size_t tl;
+    if (strcmp(ev->cmd, "XFR") == 0 && !mc->transparent && mc->role == CONFIG_MSNP_NS) {
+        struct msnp_xfr xf;
+        if (msnp_parse_xfr(ev, &xf) == SW_OK && xf.sb)
+            return rewrite_sb(x, ev, &xf.hp, &xf.cookie);
+    } else if (strcmp(ev->cmd, "RNG") == 0 && !mc->transparent && mc->role == CONFIG_MSNP_NS) {
+        struct msnp_rng rg;
+        if (msnp_parse_rng(ev, &rg) == SW_OK)
+            return rewrite_sb(x, ev, &rg.hp, &rg.cookie);
+    } else if (strcmp(ev->cmd, "MSG") == 0) {
+        return on_msg(x, SESSION_S2C, ev);
+    } else if ((strcmp(ev->cmd, "JOI") == 0 && arg_token(ev, 0, &t, &tl)) ||
+               (strcmp(ev->cmd, "IRO") == 0 && arg_token(ev, 2, &t, &tl))) {
+        if (x->peer_len == 0)
+            copy_str(x->peer, sizeof(x->peer), &x->peer_len, t, tl);
+    } else if (strcmp(ev->cmd, "UBX") == 0 && ev->has_payload &&
+               psm_text(ev->data + ev->payload.pos, ev->payload.len, &t, &tl)) {
+        return on_profile_text(x, SESSION_S2C, ev, "psm", t, tl, false);
+    } else if ((strcmp(ev->cmd, "NLN") == 0 || strcmp(ev->cmd, "ILN") == 0) &&
+               arg_token(ev, strcmp(ev->cmd, "ILN") == 0 ? 3 : 2, &t, &tl)) {
+        return on_profile_text(x, SESSION_S2C, ev, "nick", t, tl, true);
+    }
+    return session_forward(s, SESSION_S2C, ev->size);
+}
+
+/* --- proto_ops --------------------------------------------------------------------------- */
+
+static int ms_open(struct session *s, void **state)
+{
+    const struct config_listener *cfg = session_listener(s);
+    struct ms *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return SW_ERROR;
+    x->s = s;
+    x->cfg = cfg;
+    x->lidx = session_listener_index(s);
+    struct msnp_limits lim;
+    msnp_limits_default(&lim);
+    lim.line_max = cfg->msnp.line_max;
+    lim.payload_max = cfg->msnp.payload_max;
+    struct msnp_chunks_limits cl;
+    msnp_chunks_limits_default(&cl);
+    cl.pending_max =
+        cfg->msnp.chunks_max < MSNP_CHUNKS_SLOTS_CAP ? cfg->msnp.chunks_max : MSNP_CHUNKS_SLOTS_CAP;
+    for (int i = 0; i < 2; i++) {
+        if (msnp_parser_init(&x->d[i].p, i == 0 ? MSNP_DIR_C2S : MSNP_DIR_S2C, &lim) != SW_OK)
+            goto fail;
+        x->chunk_mem[i] = malloc(cl.bytes_max);
+        if (x->chunk_mem[i] == NULL ||
+            msnp_chunks_init(&x->chunks[i], &cl, x->chunk_mem[i]) != SW_OK)
+            goto fail;
+    }
+    const struct sockaddr *sa = session_peer(s);
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, x->ip,
+                  sizeof(x->ip));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, x->ip,
+                  sizeof(x->ip));
+    /* the upstream is connected on the first complete line: its trid answers a failure, and a
+     * switchboard's address comes from the cookie in it */
+    session_defer_upstream(s);
+    *state = x;
+    return SW_OK;
+fail:
+    free(x->chunk_mem[0]);
+    free(x->chunk_mem[1]);
+    free(x);
+    return SW_ERROR;
+}
+
+static int ms_on_data(struct session *s, void *state, enum session_dir dir, const uint8_t *data,
+                      size_t len)
+{
+    struct ms *x = state;
+    struct ms_dir *d = &x->d[dir];
+    if (x->failed)
+        return session_drop(s, dir, len);
+    for (;;) {
+        struct msnp_event ev;
+        int rc = msnp_parse(&d->p, data, len, d->judged, &ev);
+        if (rc == SW_AGAIN)
+            return SW_OK;
+        if (rc == SW_ERROR) {
+            char why[160];
+            snprintf(why, sizeof(why), "%s at offset %llu", d->p.err != NULL ? d->p.err : "?",
+                     (unsigned long long)d->p.err_pos);
+            if (dir == SESSION_C2S) {
+                /* 200: syntax error; the rest of the connection cannot be framed */
+                char reply[32];
+                snprintf(reply, sizeof(reply), "200 %u\r\n", (unsigned)x->last_trid);
+                ms_fail(x, reply, why, dir, true);
+            } else {
+                ms_fail(x, "OUT\r\n", why, dir, true);
+            }
+            return SW_OK;
+        }
+        size_t size = ev.size;
+        rc = dir == SESSION_C2S ? on_c2s(x, &ev) : on_s2c(x, &ev);
+        if (rc == MS_WAIT)
+            return SW_AGAIN; /* the session calls again once bytes were written */
+        if (rc != SW_OK)
+            return SW_ERROR;
+        d->judged += size;
+        if (x->failed)
+            return SW_OK;
+        data = session_pending(s, dir, &len);
+    }
+}
+
+static void ms_on_eof(struct session *s, void *state, enum session_dir dir)
+{
+    struct ms *x = state;
+    if (dir == SESSION_S2C && !x->failed) {
+        /* the server went away: tell the client as a server shutting down would */
+        ms_fail(x, "OUT\r\n", "upstream closed", dir, false);
+    }
+    (void)s;
+}
+
+static int ms_upstream_failed(struct session *s, void *state)
+{
+    struct ms *x = state;
+    char reply[32];
+    snprintf(reply, sizeof(reply), "601 %u\r\n", (unsigned)x->last_trid); /* server unavailable */
+    ms_fail(x, reply, "upstream unreachable", SESSION_S2C, false);
+    (void)s;
+    return SW_OK;
+}
+
+static void ms_close(void *state)
+{
+    struct ms *x = state;
+    if (x == NULL)
+        return;
+    free(x->chunk_mem[0]);
+    free(x->chunk_mem[1]);
+    free(x);
+}
+
+const struct proto_ops msnp_proto = {
+    .name = "msnp",
+    .open = ms_open,
+    .on_data = ms_on_data,
+    .close = ms_close,
+    .on_eof = ms_on_eof,
+    .upstream_failed = ms_upstream_failed,
+};

@@ -371,8 +371,9 @@ static const char *const listener_keys[] = {
     "limits", "timeouts", "thresholds", "actions", "xmpp",         "msnp",           NULL};
 static const char *const action_keys[] = {"tag",         "drop",       "bounce",
                                           "bounce_text", "tag_prefix", NULL};
-static const char *const xmpp_keys[] = {"stanza_max",    "depth_max",     "roster_max",
-                                        "sm_resume_max", "sm_resume_ttl", NULL};
+static const char *const xmpp_keys[] = {
+    "stanza_max",    "depth_max",           "roster_max", "sm_resume_max",
+    "sm_resume_ttl", "judge_local_inbound", NULL};
 static const char *const action_names[] = {"pass", "tag", "drop", NULL};
 static const char *const msnp_keys[] = {
     "role",         "mode",       "switchboard", "line_max",   "payload_max", "drop_ack",
@@ -451,7 +452,8 @@ static int parse_xmpp(struct cfg_ctx *cx, const config_setting_t *s, struct conf
         get_uint(cx, s, "depth_max", &x->depth_max, 2, 64) != SW_OK ||
         get_uint(cx, s, "roster_max", &x->roster_max, 0, 1u << 20) != SW_OK ||
         get_uint(cx, s, "sm_resume_max", &x->sm_resume_max, 16, 1u << 22) != SW_OK ||
-        get_double(cx, s, "sm_resume_ttl", &x->sm_resume_ttl, 1, 86400) != SW_OK)
+        get_double(cx, s, "sm_resume_ttl", &x->sm_resume_ttl, 1, 86400) != SW_OK ||
+        get_bool(cx, s, "judge_local_inbound", &x->judge_local_inbound) != SW_OK)
         return SW_ERROR;
     if ((x->sm_resume_max & (x->sm_resume_max - 1)) != 0)
         return cfg_fail(cx, config_setting_get_member(s, "sm_resume_max"), "must be a power of 2");

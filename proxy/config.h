@@ -94,12 +94,14 @@ struct config_actions {
 #define CONFIG_TAG_PREFIX_MAX 64
 
 struct config_xmpp {
-    uint32_t stanza_max;    /* bytes of one stanza or stream header; default 262144 */
-    unsigned depth_max;     /* element nesting in a stanza; default 32 */
-    unsigned roster_max;    /* contacts remembered per session (stranger signal); default 2048 */
-    unsigned sm_resume_max; /* XEP-0198 resumption entries (process-wide table, sized by the
-                             * first listener that stores one; power of 2); default 8192 */
-    double sm_resume_ttl;   /* seconds an entry waits for <resume/>; default 900 */
+    uint32_t stanza_max;      /* bytes of one stanza or stream header; default 262144 */
+    unsigned depth_max;       /* element nesting in a stanza; default 32 */
+    unsigned roster_max;      /* contacts remembered per session (stranger signal); default 2048 */
+    unsigned sm_resume_max;   /* XEP-0198 resumption entries (process-wide table, sized by the
+                               * first listener that stores one; power of 2); default 8192 */
+    double sm_resume_ttl;     /* seconds an entry waits for <resume/>; default 900 */
+    bool judge_local_inbound; /* judge inbound messages from the user's own domain again;
+                               * default false (they were judged on the sender's leg) */
 };
 
 enum config_msnp_role {

@@ -1027,7 +1027,9 @@ static void session_run(struct session *s)
                 char p[80];
                 LOG(LOG_MOD_SESSION, LOG_LEVEL_INFO, s->w->id, s->id, "relay_error",
                     "listener=%s peer=%s error=%s", lname(s), peer_str(s, p, sizeof(p)),
-                    errno != 0 ? strerror(errno) : "tls");
+                    errno != 0                                   ? strerror(errno)
+                    : s->cl.x.ssl != NULL || s->up.x.ssl != NULL ? "tls"
+                                                                 : "protocol");
             }
             session_close(s, why);
             return;

@@ -375,6 +375,11 @@ static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_even
         rcp_len = xmpp_decode(x->jid, x->jid_len, rbuf, sizeof(rbuf));
         rcp_len = xmpp_c2s_bare_len(rbuf, rcp_len > sizeof(rbuf) ? sizeof(rbuf) : rcp_len);
         rcp = rbuf;
+        /* a local sender's message was judged on its own client leg already (unless clients
+         * can reach the server without spimwall: xmpp.judge_local_inbound) */
+        if (!x->cfg->xmpp.judge_local_inbound && snd_len > 0 && x->bound &&
+            same_domain(snd, snd_len, rcp, rcp_len))
+            return deliver(x, dir, ev);
         m.flags |= MATCHER_F_INBOUND;
         if (x->roster_known && ev->from.set && !roster_has(x, d + ev->from.pos, ev->from.len))
             m.flags |= MATCHER_F_STRANGER;

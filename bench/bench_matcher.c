@@ -366,7 +366,8 @@ __attribute__((format(printf, 2, 3))) static int text_printf(struct text *t, con
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
-        int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+        /* no pointer arithmetic on a NULL buffer (UB): the first call only measures */
+        int n = vsnprintf(t->p != NULL ? t->p + t->len : NULL, t->cap - t->len, fmt, ap);
         va_end(ap);
         if (n < 0)
             return -1;

@@ -1,0 +1,353 @@
+#!/usr/bin/python3
+"""xmpp-c2s end to end (issue 4): real slixmpp clients log in through spimwall with STARTTLS
+and with direct TLS to a real Prosody (plaintext loopback backend). Ham arrives byte-intact and
+in order, spim at tag level arrives with SHIM headers, spim at drop level never arrives and the
+sender gets the bounce, Stream Management survives drops, fan-out is detected while others'
+chat flows, malformed / restricted / oversize input and a dead upstream give the stream errors
+of RFC 6120. Everything on loopback, started and stopped here.
+"""
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import unittest
+
+SRC = os.environ.get("SW_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+BUILD = os.environ.get("SW_BUILD_DIR", os.path.join(SRC, "build"))
+SPIMWALL = os.path.join(BUILD, "spimwall")
+PROSODY = os.path.join(SRC, "scripts", "prosody-local.sh")
+
+TMP = None
+PORTS = {}
+DAEMON = None
+
+logging.getLogger("slixmpp").setLevel(logging.CRITICAL)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def log_text():
+    with open(os.path.join(TMP, "spimwall.log"), errors="replace") as f:
+        return f.read()
+
+
+def wait_for(pred, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+
+HDR = (b"<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
+       b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+
+
+def setUpModule():
+    global TMP, DAEMON
+    TMP = tempfile.mkdtemp(prefix="sw_xc2s_")
+    for name in ("prosody", "starttls", "direct", "plain", "tagonly", "down", "admin", "dead"):
+        PORTS[name] = free_port()
+    env = dict(os.environ, SW_PROSODY_PLAINTEXT="1")
+    users = ["alice:alice-pw", "bob:bob-pw", "carol:carol-pw", "dave:dave-pw", "erin:erin-pw",
+             "frank:frank-pw"]
+    subprocess.run([PROSODY, "start", os.path.join(TMP, "prosody"), str(PORTS["prosody"])] + users,
+                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for(lambda: port_open(PORTS["prosody"]), 20), "prosody"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", os.path.join(TMP, "key.pem"), "-out", os.path.join(TMP, "cert.pem")],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    certs = 'certificates = ( { names = ["localhost"]; cert = "%s/cert.pem"; key = "%s/key.pem"; } );' % (TMP, TMP)
+    conf = """
+workers = 1;
+admin = { bind = "127.0.0.1:%(admin)d"; };
+log = { level = "info"; };
+matcher = { rules_dir = "%(src)s/conf/rules"; lists_dir = "%(src)s/conf/lists"; };
+listeners = (
+  { name = "starttls"; protocol = "xmpp-c2s"; bind = "127.0.0.1:%(starttls)d"; tls = "starttls";
+    %(certs)s upstream = { address = "127.0.0.1:%(prosody)d"; }; },
+  { name = "direct"; protocol = "xmpp-c2s"; bind = "127.0.0.1:%(direct)d"; tls = "direct";
+    %(certs)s upstream = { address = "127.0.0.1:%(prosody)d"; }; },
+  { name = "plain"; protocol = "xmpp-c2s"; bind = "127.0.0.1:%(plain)d"; tls = "none";
+    xmpp = { stanza_max = 8192; };
+    upstream = { address = "127.0.0.1:%(prosody)d"; }; },
+  { name = "tagonly"; protocol = "xmpp-c2s"; bind = "127.0.0.1:%(tagonly)d"; tls = "none";
+    thresholds = { tag = 5.0; drop = 1000.0; };
+    upstream = { address = "127.0.0.1:%(prosody)d"; }; },
+  { name = "down"; protocol = "xmpp-c2s"; bind = "127.0.0.1:%(down)d"; tls = "none";
+    upstream = { address = "127.0.0.1:%(dead)d"; }; }
+);
+""" % dict(PORTS, src=SRC, certs=certs)
+    with open(os.path.join(TMP, "spimwall.conf"), "w") as f:
+        f.write(conf)
+    with open(os.path.join(TMP, "spimwall.log"), "ab") as log:
+        DAEMON = subprocess.Popen([SPIMWALL, "-c", os.path.join(TMP, "spimwall.conf")],
+                                  stdout=log, stderr=log)
+    assert wait_for(lambda: "event=started" in log_text() or DAEMON.poll() is not None, 30)
+    assert DAEMON.poll() is None, log_text()
+
+
+def tearDownModule():
+    if DAEMON is not None and DAEMON.poll() is None:
+        DAEMON.kill()
+        DAEMON.wait()
+    if TMP is not None:
+        subprocess.run([PROSODY, "stop", os.path.join(TMP, "prosody")])
+        if os.environ.get("SW_KEEP_TMP") is None:
+            shutil.rmtree(TMP, ignore_errors=True)
+
+
+def make_client(jid, pw, sm=False):
+    import slixmpp
+
+    class Client(slixmpp.ClientXMPP):
+        def __init__(self):
+            super().__init__(jid, pw)
+            self.got, self.raw, self.errors, self.stream_errors = [], [], [], []
+            self.ready = asyncio.get_event_loop().create_future()
+            self.add_event_handler("session_start", self.start)
+            self.add_event_handler("message", self.on_msg)
+            self.add_event_handler("message_error", lambda m: self.errors.append(m))
+            self.add_event_handler("stream_error", lambda e: self.stream_errors.append(e))
+            if sm:
+                self.register_plugin("xep_0198")
+
+        def on_msg(self, m):
+            if m["type"] != "error":
+                self.got.append(m["body"])
+                self.raw.append(str(m))
+
+        async def start(self, _):
+            self.send_presence()
+            await self.get_roster()
+            if not self.ready.done():
+                self.ready.set_result(True)
+
+    return Client()
+
+
+def connect(c, port, mode):
+    if mode == "direct":
+        c.connect(("127.0.0.1", port), use_ssl=True, disable_starttls=True)
+    elif mode == "plain":
+        c["feature_mechanisms"].unencrypted_plain = True
+        c.connect(("127.0.0.1", port), disable_starttls=True)
+    else:
+        c.connect(("127.0.0.1", port))
+    c.ssl_context.check_hostname = False
+    c.ssl_context.verify_mode = ssl.CERT_NONE
+
+
+async def until(pred, timeout=15):
+    end = time.time() + timeout
+    while time.time() < end and not pred():
+        await asyncio.sleep(0.05)
+    return pred()
+
+
+SPIM = "lol! see it! u'll like it http://bit.ly/x%d http://evil.example/pic%d.zip"
+HAM = "ham %d: meeting moved to 3pm, bring the <draft> & the slides"
+
+
+def raw_session(port, payloads, wait=3.0):
+    s = socket.create_connection(("127.0.0.1", port), timeout=wait)
+    out = b""
+    for p in payloads:
+        s.sendall(p)
+        time.sleep(0.2)
+    end = time.time() + wait
+    try:
+        while time.time() < end:
+            d = s.recv(65536)
+            if not d:
+                out += b"<EOF>"
+                break
+            out += d
+            if b"</stream:stream>" in d:
+                pass
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+class XmppC2s(unittest.TestCase):
+    def chat(self, port, mode):
+        async def run():
+            a = make_client("alice@localhost/t", "alice-pw")
+            b = make_client("bob@localhost/t", "bob-pw")
+            connect(a, port, mode)
+            connect(b, port, mode)
+            await asyncio.wait_for(asyncio.gather(a.ready, b.ready), 30)
+            for i in range(25):
+                a.send_message(mto="bob@localhost", mbody=HAM % i, mtype="chat")
+                if i % 5 == 0:
+                    a.send_message(mto="bob@localhost", mbody=SPIM % (i, i), mtype="chat")
+            await until(lambda: len(b.got) >= 25 and len(a.errors) >= 5)
+            await asyncio.sleep(0.5)
+            a.disconnect()
+            b.disconnect()
+            await asyncio.sleep(0.3)
+            return a, b
+        return asyncio.run(run())
+
+    def check_chat(self, port, mode):
+        a, b = self.chat(port, mode)
+        self.assertEqual(b.got, [HAM % i for i in range(25)])  # intact, in order, no spim
+        self.assertEqual(len(a.errors), 5)
+        for e in a.errors:
+            self.assertIn("policy-violation", str(e))
+            self.assertEqual(e["from"].bare, "bob@localhost")
+
+    def test_starttls_ham_and_drop(self):
+        self.check_chat(PORTS["starttls"], "starttls")
+
+    def test_direct_tls_ham_and_drop(self):
+        self.check_chat(PORTS["direct"], "direct")
+
+    def test_tag_level_gets_shim(self):
+        async def run():
+            a = make_client("carol@localhost/t", "carol-pw")
+            b = make_client("dave@localhost/t", "dave-pw")
+            connect(a, PORTS["tagonly"], "plain")
+            connect(b, PORTS["tagonly"], "plain")
+            await asyncio.wait_for(asyncio.gather(a.ready, b.ready), 30)
+            a.send_message(mto="dave@localhost", mbody="hello dave", mtype="chat")
+            a.send_message(mto="dave@localhost", mbody=SPIM % (90, 90), mtype="chat")
+            await until(lambda: len(b.got) >= 2)
+            a.disconnect()
+            b.disconnect()
+            await asyncio.sleep(0.3)
+            return b
+        b = asyncio.run(run())
+        self.assertEqual(len(b.raw), 2)
+        self.assertNotIn("http://jabber.org/protocol/shim", b.raw[0])
+        self.assertIn("http://jabber.org/protocol/shim", b.raw[1])
+        self.assertIn('name="X-Spam-Flag">YES<', b.raw[1])
+        self.assertIn("X-Spam-Reasons", b.raw[1])
+        self.assertEqual(b.got[1], SPIM % (90, 90))
+
+    def test_stream_management_survives_drops(self):
+        async def run():
+            a = make_client("erin@localhost/sm", "erin-pw", sm=True)
+            b = make_client("bob@localhost/sm", "bob-pw", sm=True)
+            connect(a, PORTS["starttls"], "starttls")
+            connect(b, PORTS["starttls"], "starttls")
+            await asyncio.wait_for(asyncio.gather(a.ready, b.ready), 30)
+            for i in range(6):
+                a.send_message(mto="bob@localhost", mbody="sm ham %d" % i, mtype="chat")
+                a.send_message(mto="bob@localhost", mbody=SPIM % (200 + i, 200 + i), mtype="chat")
+            await until(lambda: len(b.got) >= 6 and len(a.errors) >= 6)
+            a.plugin["xep_0198"].request_ack()
+            b.plugin["xep_0198"].request_ack()
+            sm = a.plugin["xep_0198"]
+            await until(lambda: sm.last_ack == sm.seq, 10)
+            acked = (sm.last_ack, sm.seq)
+            a.send_message(mto="bob@localhost", mbody="after acks", mtype="chat")
+            await until(lambda: "after acks" in b.got)
+            res = (acked[0], acked[1], list(b.got), len(a.errors), a.stream_errors + b.stream_errors)
+            a.disconnect()
+            b.disconnect()
+            await asyncio.sleep(0.3)
+            return res
+        last_ack, seq, got, bounces, serrs = asyncio.run(run())
+        # the server's acks, corrected for the 6 drops, cover exactly what the client sent
+        self.assertEqual(last_ack, seq)
+        self.assertEqual(got, ["sm ham %d" % i for i in range(6)] + ["after acks"])
+        self.assertEqual(bounces, 6)
+        self.assertEqual(serrs, [])
+
+    def test_fanout_detected_others_flow(self):
+        async def run():
+            # its own account: fan-out quarantines the sender for an hour
+            a = make_client("frank@localhost/fan", "frank-pw")
+            c = make_client("carol@localhost/fan", "carol-pw")
+            d = make_client("dave@localhost/fan", "dave-pw")
+            for x in (a, c, d):
+                connect(x, PORTS["plain"], "plain")
+            await asyncio.wait_for(asyncio.gather(a.ready, c.ready, d.ready), 30)
+            for i in range(20):
+                a.send_message(mto="contact%d@localhost" % i,
+                               mbody="hey, have a look at this http://fresh-promo.example/offer",
+                               mtype="chat")
+                c.send_message(mto="dave@localhost", mbody="carol says %d" % i, mtype="chat")
+            await until(lambda: len(d.got) >= 20 and
+                        sum("policy-violation" in str(e) for e in a.errors) >= 10)
+            await asyncio.sleep(0.5)
+            pv = sum("policy-violation" in str(e) for e in a.errors)
+            for x in (a, c, d):
+                x.disconnect()
+            await asyncio.sleep(0.3)
+            return pv, list(d.got)
+        pv, got = asyncio.run(run())
+        self.assertGreaterEqual(pv, 10)  # later copies dropped (first ones pass: unknown link)
+        self.assertLess(pv, 20)
+        self.assertEqual(got, ["carol says %d" % i for i in range(20)])
+        self.assertIn("REP_FANOUT", log_text())
+
+    def test_malformed_xml(self):
+        out = raw_session(PORTS["plain"], [HDR, b"<message><body>x</bod></message>"])
+        self.assertIn(b"<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", out)
+        self.assertTrue(out.endswith(b"</stream:stream><EOF>"), out[-200:])
+
+    def test_restricted_xml(self):
+        out = raw_session(PORTS["plain"], [HDR, b"<!-- a comment -->"])
+        self.assertIn(b"<restricted-xml xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", out)
+        out = raw_session(PORTS["plain"], [HDR, b"<message><body>&foo;</body></message>"])
+        self.assertIn(b"<restricted-xml", out)
+
+    def test_oversize_stanza(self):
+        out = raw_session(PORTS["plain"], [HDR, b"<message><body>" + b"a" * 20000 + b"</body></message>"])
+        self.assertIn(b"<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", out)
+        self.assertTrue(out.endswith(b"<EOF>"))
+
+    def test_upstream_unreachable(self):
+        out = raw_session(PORTS["down"], [HDR])
+        self.assertTrue(out.startswith(b"<?xml version='1.0'?><stream:stream "), out)
+        self.assertIn(b"<stream:error><remote-connection-failed", out)
+        self.assertTrue(out.endswith(b"</stream:stream><EOF>"), out)
+
+    def test_other_sessions_unaffected_by_errors(self):
+        async def run():
+            b = make_client("bob@localhost/calm", "bob-pw")
+            a = make_client("alice@localhost/calm", "alice-pw")
+            connect(a, PORTS["plain"], "plain")
+            connect(b, PORTS["plain"], "plain")
+            await asyncio.wait_for(asyncio.gather(a.ready, b.ready), 30)
+            a.send_message(mto="bob@localhost", mbody="before", mtype="chat")
+            await until(lambda: "before" in b.got)
+            await asyncio.get_event_loop().run_in_executor(
+                None, raw_session, PORTS["plain"], [HDR, b"<a><b></a>"], 1.0)
+            a.send_message(mto="bob@localhost", mbody="after", mtype="chat")
+            await until(lambda: "after" in b.got)
+            a.disconnect()
+            b.disconnect()
+            await asyncio.sleep(0.3)
+            return list(b.got)
+        self.assertEqual(asyncio.run(run()), ["before", "after"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,248 @@
+#!/usr/bin/python3
+"""msnp through spimwall (issue 5): two clients log in to tests/msnp/msnp_server.py through
+spimwall's notification-server listener, reach a switchboard only through spimwall's own
+switchboard listener (XFR and RNG rewritten, routed by cookie), and chat. Ham arrives byte for
+byte, spim is tagged (X-Spam headers, byte count fixed) or dropped with the right ack
+behaviour, a bad cookie gets 911 and a malformed length 200, and other sessions go on.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+SRC = os.environ.get("SW_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+BUILD = os.environ.get("SW_BUILD_DIR", os.path.join(SRC, "build"))
+SPIMWALL = os.path.join(BUILD, "spimwall")
+SERVER = os.path.join(SRC, "tests", "msnp", "msnp_server.py")
+
+TMP = None
+PORTS = {}
+PROCS = []
+
+SPIM = b"lol! see it! u'll like it http://bit.ly/x1 http://evil.example/pics.zip"
+HAM = b"hi bob, lunch at noon? 100% sure & <ok>"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def log_text():
+    with open(os.path.join(TMP, "spimwall.log"), errors="replace") as f:
+        return f.read()
+
+
+def wait_for(pred, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def setUpModule():
+    global TMP
+    TMP = tempfile.mkdtemp(prefix="sw_msnp_")
+    for n in ("ns", "sb", "pns", "psb", "tns", "tsb", "admin"):
+        PORTS[n] = free_port()
+    srv = subprocess.Popen(["/usr/bin/python3", SERVER, "--ns-port", str(PORTS["ns"]),
+                            "--sb-port", str(PORTS["sb"]), "--log", os.path.join(TMP, "sb.log")],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    PROCS.append(srv)
+    assert srv.stdout.readline().strip() == b"ready"
+    conf = """
+workers = 1;
+admin = { bind = "127.0.0.1:%(admin)d"; };
+log = { level = "info"; };
+matcher = { rules_dir = "%(src)s/conf/rules"; lists_dir = "%(src)s/conf/lists"; };
+reputation = { enabled = false; };
+listeners = (
+  { name = "ns"; protocol = "msnp"; bind = "127.0.0.1:%(pns)d";
+    upstream = { address = "127.0.0.1:%(ns)d"; };
+    msnp = { role = "ns"; switchboard = "127.0.0.1:%(psb)d"; }; },
+  { name = "sb"; protocol = "msnp"; bind = "127.0.0.1:%(psb)d"; msnp = { role = "sb"; }; },
+  { name = "ns-tag"; protocol = "msnp"; bind = "127.0.0.1:%(tns)d";
+    upstream = { address = "127.0.0.1:%(ns)d"; };
+    msnp = { role = "ns"; switchboard = "127.0.0.1:%(tsb)d"; }; },
+  { name = "sb-tag"; protocol = "msnp"; bind = "127.0.0.1:%(tsb)d"; msnp = { role = "sb"; };
+    thresholds = { tag = 5.0; drop = 1000.0; }; }
+);
+""" % dict(PORTS, src=SRC)
+    with open(os.path.join(TMP, "spimwall.conf"), "w") as f:
+        f.write(conf)
+    with open(os.path.join(TMP, "spimwall.log"), "ab") as log:
+        p = subprocess.Popen([SPIMWALL, "-c", os.path.join(TMP, "spimwall.conf")], stdout=log,
+                             stderr=log)
+    PROCS.append(p)
+    assert wait_for(lambda: "event=started" in log_text() or p.poll() is not None, 30)
+    assert p.poll() is None, log_text()
+
+
+def tearDownModule():
+    for p in PROCS:
+        p.kill()
+        p.wait()
+        if p.stdout is not None:
+            p.stdout.close()
+    if os.environ.get("SW_KEEP_TMP") is None:
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+class Conn:
+    """A line-and-payload reader over one socket."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def read(self, timeout=5.0):
+        """The next command: (tokens, payload or None), or None on EOF/timeout."""
+        end = time.time() + timeout
+        while True:
+            if b"\r\n" in self.buf:
+                line, rest = self.buf.split(b"\r\n", 1)
+                t = line.split(b" ")
+                if t[0] in (b"MSG", b"UBX") and t[-1].isdigit():
+                    n = int(t[-1])
+                    if len(rest) >= n:
+                        self.buf = rest[n:]
+                        return t, rest[:n]
+                else:
+                    self.buf = rest
+                    return t, None
+            left = end - time.time()
+            if left <= 0:
+                return None
+            self.s.settimeout(left)
+            try:
+                d = self.s.recv(65536)
+            except socket.timeout:
+                return None
+            if not d:
+                return None
+            self.buf += d
+
+    def expect(self, cmd, timeout=5.0):
+        while True:
+            r = self.read(timeout)
+            if r is None:
+                raise AssertionError("no %s" % cmd)
+            if r[0][0] == cmd:
+                return r
+
+    def close(self):
+        self.s.close()
+
+
+def login(port, who):
+    c = Conn(port)
+    c.send(b"VER 1 MSNP8 CVR0\r\n")
+    c.expect(b"VER")
+    c.send(b"USR 2 MD5 I " + who + b"\r\n")
+    c.expect(b"USR")
+    c.send(b"USR 3 MD5 S 0123456789abcdef\r\n")
+    t, _ = c.expect(b"USR")
+    assert t[2] == b"OK", t
+    c.send(b"CHG 4 NLN 0\r\n")
+    c.expect(b"CHG")
+    return c
+
+
+def msg(trid, ack, text):
+    pay = (b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+           b"X-MMS-IM-Format: FN=Arial; EF=; CO=0; CS=0; PF=22\r\n\r\n" + text)
+    return b"MSG %d %s %d\r\n" % (trid, ack, len(pay)) + pay, pay
+
+
+def switchboard(ns_port, sb_port, alice_name, bob_name):
+    """alice opens a switchboard and invites bob; returns (alice_ns, bob_ns, alice_sb, bob_sb)."""
+    a = login(ns_port, alice_name)
+    b = login(ns_port, bob_name)
+    a.send(b"XFR 5 SB\r\n")
+    t, _ = a.expect(b"XFR")
+    assert t[3] == b"127.0.0.1:%d" % sb_port, t  # only the proxy's switchboard is visible
+    cookie = t[5]
+    asb = Conn(sb_port)
+    asb.send(b"USR 1 " + alice_name + b" " + cookie + b"\r\n")
+    t, _ = asb.expect(b"USR")
+    assert t[2] == b"OK", t
+    asb.send(b"CAL 2 " + bob_name + b"\r\n")
+    asb.expect(b"CAL")
+    t, _ = b.expect(b"RNG")
+    assert t[2] == b"127.0.0.1:%d" % sb_port, t
+    bsb = Conn(sb_port)
+    bsb.send(b"ANS 1 " + bob_name + b" " + t[4] + b" " + t[1] + b"\r\n")
+    bsb.expect(b"ANS")
+    asb.expect(b"JOI")
+    return a, b, asb, bsb
+
+
+class MsnpProxy(unittest.TestCase):
+    def test_ham_passes_spim_dropped_with_acks(self):
+        a, b, asb, bsb = switchboard(PORTS["pns"], PORTS["psb"], b"alice@example.com",
+                                     b"bob@example.com")
+        line, ham = msg(3, b"A", HAM)
+        asb.send(line)
+        t, pay = bsb.expect(b"MSG")
+        self.assertEqual(pay, ham)  # byte for byte
+        self.assertEqual(t[1], b"alice@example.com")
+        self.assertEqual(asb.expect(b"ACK")[0][1], b"3")
+        # ack type A: the proxy answers NAK; N: silent; then ham still flows in order
+        asb.send(msg(4, b"A", SPIM)[0] + msg(5, b"N", SPIM)[0] + msg(6, b"A", b"bye")[0])
+        got = [asb.read(3) for _ in range(2)]
+        self.assertIn(([b"NAK", b"4"], None), got)
+        self.assertIn(([b"ACK", b"6"], None), got)
+        self.assertIsNone(asb.read(0.5))  # nothing for the U/N drop
+        t, pay = bsb.expect(b"MSG")
+        self.assertTrue(pay.endswith(b"\r\n\r\nbye"), pay)
+        self.assertIsNone(bsb.read(0.5))  # no spim reached bob
+        for c in (a, b, asb, bsb):
+            c.close()
+
+    def test_tag_fixes_length(self):
+        a, b, asb, bsb = switchboard(PORTS["tns"], PORTS["tsb"], b"carol@example.com",
+                                     b"dave@example.com")
+        asb.send(msg(3, b"A", SPIM)[0])
+        t, pay = bsb.expect(b"MSG")
+        self.assertEqual(int(t[-1]), len(pay))
+        self.assertIn(b"\r\nX-Spam-Flag: YES\r\n", pay)
+        self.assertIn(b"X-Spam-Reasons: ", pay)
+        self.assertTrue(pay.endswith(b"\r\n\r\n" + SPIM))
+        asb.expect(b"ACK")
+        for c in (a, b, asb, bsb):
+            c.close()
+
+    def test_bad_cookie_and_malformed_length(self):
+        a = login(PORTS["pns"], b"erin@example.com")
+        c = Conn(PORTS["psb"])
+        c.send(b"USR 1 erin@example.com 1234.5678.9\r\n")
+        self.assertEqual(c.read(3), ([b"911", b"1"], None))
+        self.assertIsNone(c.read(1))  # closed
+        m = Conn(PORTS["pns"])
+        m.send(b"VER 1 MSNP8 CVR0\r\n")
+        m.expect(b"VER")
+        m.send(b"UUX 2 abc\r\n")
+        t = m.read(3)
+        self.assertEqual(t[0][0], b"200")
+        self.assertIsNone(m.read(1))
+        # the other session goes on
+        a.send(b"SYN 6 0\r\n")
+        self.assertEqual(a.expect(b"SYN")[0][1], b"6")
+        self.assertIn("msnp_error", log_text())
+        for x in (a, c, m):
+            x.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,202 @@
+#!/usr/bin/python3
+"""A small MSNP test server (notification server plus switchboard) for spimwall's tests.
+
+Speaks enough of MSNP8..MSNP18 for real flows: VER/CVR, USR login (MD5 for MSNP8, TWN with a
+stub ticket for later versions), SYN, CHG (presence, NLN to online contacts), UUX (personal
+message, UBX to contacts), XFR SB (its own switchboard address and a fresh cookie), CAL (RNG to
+the callee's NS connection), and on the switchboard USR/ANS by cookie (911 for a bad one),
+JOI/IRO, MSG relayed to the other participants with ACK/NAK per ack type, OUT.
+
+    msnp_server.py --ns-port P --sb-port Q [--sb-host H]    # prints "ready" when listening
+
+Every account exists and any password is accepted (the proxy is under test, not the login).
+Received switchboard MSG payloads are appended to --log FILE when given.
+"""
+import argparse
+import itertools
+import socket
+import threading
+
+LOCK = threading.Lock()
+NS_CONNS = {}  # passport -> NS connection
+COOKIES = {}  # cookie -> (passport, session id or None)
+SESSIONS = {}  # session id -> list of (passport, conn)
+SEQ = itertools.count(1000)
+ARGS = None
+
+
+def payload_cmd(cmd):
+    return cmd in (b"MSG", b"UUX", b"UBX", b"ADL", b"RML", b"QRY", b"GCF", b"NOT", b"UUN", b"UBN")
+
+
+def commands(c):
+    """Yields (tokens, payload or None) for each command from socket c."""
+    buf = b""
+    while True:
+        while b"\n" in buf:
+            line, rest = buf.split(b"\n", 1)
+            line = line.rstrip(b"\r")
+            toks = line.split(b" ")
+            if payload_cmd(toks[0]) and toks[-1].isdigit():
+                n = int(toks[-1])
+                while len(rest) < n:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    rest += d
+                buf = rest[n:]
+                yield toks, rest[:n]
+            else:
+                buf = rest
+                yield toks, None
+        d = c.recv(65536)
+        if not d:
+            return
+        buf += d
+
+
+def send(c, data):
+    try:
+        c.sendall(data)
+    except OSError:
+        pass
+
+
+def ns(c):
+    me = None
+    try:
+        for t, pay in commands(c):
+            cmd = t[0]
+            if cmd == b"VER":
+                send(c, b"VER " + t[1] + b" " + t[2] + b"\r\n")
+            elif cmd == b"CVR":
+                send(c, b"CVR " + t[1] + b" 7.0.0813 7.0.0813 1.0.0000 http://x http://x\r\n")
+            elif cmd == b"USR" and len(t) >= 5 and t[3] == b"I":
+                me = t[4]
+                ch = b"MD5 S 1013928519.693957190" if t[2] == b"MD5" else b"TWN S ct=1,rver=1"
+                send(c, b"USR " + t[1] + b" " + ch + b"\r\n")
+            elif cmd == b"USR" and len(t) >= 5 and t[3] == b"S":
+                with LOCK:
+                    NS_CONNS[me] = c
+                send(c, b"USR " + t[1] + b" OK " + me + b" " + me.split(b"@")[0] + b" 1 0\r\n")
+            elif cmd == b"SYN":
+                send(c, b"SYN " + t[1] + b" 1 0 0\r\n")
+            elif cmd == b"CHG":
+                send(c, b"CHG " + t[1] + b" " + t[2] + b" 0\r\n")
+                with LOCK:
+                    others = [(p, x) for p, x in NS_CONNS.items() if p != me]
+                for p, x in others:
+                    send(x, b"NLN " + t[2] + b" " + me + b" " + me.split(b"@")[0] + b" 0\r\n")
+            elif cmd == b"UUX":
+                send(c, b"UUX " + t[1] + b" 0\r\n")
+                with LOCK:
+                    others = [x for p, x in NS_CONNS.items() if p != me]
+                for x in others:
+                    send(x, b"UBX " + me + b" %d\r\n" % len(pay) + pay)
+            elif cmd == b"XFR" and t[2] == b"SB":
+                cookie = b"%d.%d.%d" % (next(SEQ), next(SEQ), next(SEQ))
+                with LOCK:
+                    COOKIES[cookie] = (me, None)
+                send(c, b"XFR " + t[1] + b" SB " + ARGS.sb_host.encode() + b":%d" % ARGS.sb_port +
+                     b" CKI " + cookie + b" U messenger.msn.com 1\r\n")
+            elif cmd == b"OUT":
+                break
+    finally:
+        with LOCK:
+            if me is not None and NS_CONNS.get(me) is c:
+                del NS_CONNS[me]
+        c.close()
+
+
+def sb(c):
+    me, sid = None, None
+    try:
+        for t, pay in commands(c):
+            cmd = t[0]
+            if me is None:
+                ok = False
+                if cmd in (b"USR", b"ANS") and len(t) >= 4:
+                    with LOCK:
+                        ent = COOKIES.pop(t[3], None)
+                    if ent is not None and ent[0] == t[2]:
+                        ok = True
+                        me = t[2]
+                        sid = ent[1] if cmd == b"ANS" else next(SEQ)
+                        with LOCK:
+                            members = SESSIONS.setdefault(sid, [])
+                            prior = list(members)
+                            members.append((me, c))
+                        if cmd == b"USR":
+                            send(c, b"USR " + t[1] + b" OK " + me + b" " + me.split(b"@")[0] + b"\r\n")
+                        else:
+                            for i, (p, _) in enumerate(prior):
+                                send(c, b"IRO %s %d %d %s %s\r\n" % (t[1], i + 1, len(prior), p,
+                                                                      p.split(b"@")[0]))
+                            send(c, b"ANS " + t[1] + b" OK\r\n")
+                            for p, x in prior:
+                                send(x, b"JOI " + me + b" " + me.split(b"@")[0] + b"\r\n")
+                if not ok:
+                    send(c, b"911 " + (t[1] if len(t) > 1 else b"0") + b"\r\n")
+                    break
+                continue
+            if cmd == b"CAL":
+                callee = t[2]
+                cookie = b"%d.%d.%d" % (next(SEQ), next(SEQ), next(SEQ))
+                with LOCK:
+                    COOKIES[cookie] = (callee, sid)
+                    target = NS_CONNS.get(callee)
+                if target is None:
+                    send(c, b"217 " + t[1] + b"\r\n")
+                    continue
+                send(c, b"CAL " + t[1] + b" RINGING %d\r\n" % sid)
+                send(target, b"RNG %d %s:%d CKI %s %s %s\r\n" % (
+                    sid, ARGS.sb_host.encode(), ARGS.sb_port, cookie, me, me.split(b"@")[0]))
+            elif cmd == b"MSG":
+                if ARGS.log:
+                    with LOCK, open(ARGS.log, "ab") as f:
+                        f.write(me + b" " + pay + b"\n\x00\n")
+                with LOCK:
+                    others = [x for p, x in SESSIONS.get(sid, []) if x is not c]
+                for x in others:
+                    send(x, b"MSG %s %s %d\r\n" % (me, me.split(b"@")[0], len(pay)) + pay)
+                if t[2] in (b"A", b"D"):
+                    send(c, (b"ACK " if others else b"NAK ") + t[1] + b"\r\n")
+            elif cmd == b"OUT":
+                break
+    finally:
+        with LOCK:
+            if sid in SESSIONS:
+                SESSIONS[sid] = [(p, x) for p, x in SESSIONS[sid] if x is not c]
+        c.close()
+
+
+def serve(port, fn):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(64)
+    return s
+
+
+def loop(s, fn):
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=fn, args=(c,), daemon=True).start()
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ns-port", type=int, required=True)
+    ap.add_argument("--sb-port", type=int, required=True)
+    ap.add_argument("--sb-host", default="127.0.0.1")
+    ap.add_argument("--log")
+    ARGS = ap.parse_args()
+    a, b = serve(ARGS.ns_port, ns), serve(ARGS.sb_port, sb)
+    threading.Thread(target=loop, args=(a, ns), daemon=True).start()
+    print("ready", flush=True)
+    loop(b, sb)
+
+
+if __name__ == "__main__":
+    main()

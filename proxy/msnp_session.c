@@ -311,6 +311,22 @@ size_t msnp_session_tag(const struct msnp_event *ev, size_t body_pos, double sco
     return o;
 }
 
+size_t msnp_session_rewrite_addr(const struct msnp_event *ev, const struct msnp_hostport *hp,
+                                 const char *sb, uint8_t *out, size_t cap)
+{
+    size_t sbl = strlen(sb);
+    if (hp->addr.pos > ev->line_len || hp->addr.len > ev->line_len - hp->addr.pos)
+        return 0;
+    size_t total = ev->size - hp->addr.len + sbl;
+    if (total > cap)
+        return 0;
+    memcpy(out, ev->data, hp->addr.pos);
+    memcpy(out + hp->addr.pos, sb, sbl);
+    memcpy(out + hp->addr.pos + sbl, ev->data + hp->addr.pos + hp->addr.len,
+           ev->size - hp->addr.pos - hp->addr.len);
+    return total;
+}
+
 /* Judges one MSG. */
 static int on_msg(struct ms *x, enum session_dir dir, const struct msnp_event *ev)
 {
@@ -499,15 +515,10 @@ static int rewrite_sb(struct ms *x, const struct msnp_event *ev, const struct ms
     freeaddrinfo(res);
     if (!ck_put(ev->data + cookie->pos, cookie->len, &ss, sl, session_now_ms(s), &x->cfg->msnp))
         return SW_ERROR;
-    const char *sb = x->cfg->msnp.switchboard;
-    size_t sbl = strlen(sb);
-    size_t total = ev->size - hp->addr.len + sbl;
-    if (total > sizeof(ms_out))
+    size_t total =
+        msnp_session_rewrite_addr(ev, hp, x->cfg->msnp.switchboard, ms_out, sizeof(ms_out));
+    if (total == 0)
         return SW_ERROR;
-    memcpy(ms_out, ev->data, hp->addr.pos);
-    memcpy(ms_out + hp->addr.pos, sb, sbl);
-    memcpy(ms_out + hp->addr.pos + sbl, ev->data + hp->addr.pos + hp->addr.len,
-           ev->size - hp->addr.pos - hp->addr.len);
     if (session_drop(s, SESSION_S2C, ev->size) != SW_OK)
         return SW_ERROR;
     return session_insert(s, SESSION_S2C, ms_out, total);

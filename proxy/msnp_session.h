@@ -20,4 +20,10 @@ extern const struct proto_ops msnp_proto;
 size_t msnp_session_tag(const struct msnp_event *ev, size_t body_pos, double score,
                         const char *reasons, uint8_t *out, size_t cap);
 
+/* Writes the XFR/RNG event ev (borrowed) with its switchboard address hp->addr replaced by
+ * sb (NUL-terminated "host:port") to out[0..cap); every other byte is kept. Returns the length,
+ * or 0 if hp is not inside the line or the result does not fit. */
+size_t msnp_session_rewrite_addr(const struct msnp_event *ev, const struct msnp_hostport *hp,
+                                 const char *sb, uint8_t *out, size_t cap);
+
 #endif

@@ -636,13 +636,7 @@ static int ms_open(struct session *s, void **state)
             msnp_chunks_init(&x->chunks[i], &cl, x->chunk_mem[i]) != SW_OK)
             goto fail;
     }
-    const struct sockaddr *sa = session_peer(s);
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, x->ip,
-                  sizeof(x->ip));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, x->ip,
-                  sizeof(x->ip));
+    session_peer_ip(s, x->ip, sizeof(x->ip));
     /* the upstream is connected on the first complete line: its trid answers a failure, and a
      * switchboard's address comes from the cookie in it */
     session_defer_upstream(s);

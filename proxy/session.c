@@ -1,6 +1,7 @@
 /* Sessions: the two-legged relay; see session.h for the life cycle. */
 #include "proxy/session.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -107,6 +108,15 @@ struct matcher *session_matcher(const struct session *s)
 const struct sockaddr *session_peer(const struct session *s)
 {
     return &s->peer.sa;
+}
+
+void session_peer_ip(const struct session *s, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (s->peer.sa.sa_family == AF_INET)
+        inet_ntop(AF_INET, &s->peer.in.sin_addr, out, (socklen_t)cap);
+    else if (s->peer.sa.sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &s->peer.in6.sin6_addr, out, (socklen_t)cap);
 }
 
 bool session_client_tls(const struct session *s)

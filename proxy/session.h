@@ -149,4 +149,7 @@ const struct config_listener *session_listener(const struct session *s);
 struct matcher *session_matcher(const struct session *s);
 const struct sockaddr *session_peer(const struct session *s);
 
+/* The real client's IP address as text into out[0..cap) ("" if not IPv4/IPv6). */
+void session_peer_ip(const struct session *s, char *out, size_t cap);
+
 #endif

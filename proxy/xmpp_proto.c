@@ -786,13 +786,7 @@ static int xc_open(struct session *s, void **state)
             cap *= 2;
         x->roster_cap = cap; /* allocated on the first roster result */
     }
-    const struct sockaddr *sa = session_peer(s);
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, x->ip,
-                  sizeof(x->ip));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, x->ip,
-                  sizeof(x->ip));
+    session_peer_ip(s, x->ip, sizeof(x->ip));
     session_defer_upstream(s);
     *state = x;
     return SW_OK;

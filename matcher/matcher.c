@@ -135,15 +135,17 @@ int matcher_config_check(const struct matcher_config *cfg, struct sw_err *err)
         return sw_err_set(err, "matcher: tag_threshold (%g) must not exceed drop_threshold (%g)",
                           cfg->tag_threshold, cfg->drop_threshold);
     if (cfg->max_urls == 0 || cfg->max_urls > MATCHER_MAX_URLS_CEIL)
-        return sw_err_set(err, "matcher: max_urls must be 1..%d (got %u)",
-                          MATCHER_MAX_URLS_CEIL, cfg->max_urls);
+        return sw_err_set(err, "matcher: max_urls must be 1..%d (got %u)", MATCHER_MAX_URLS_CEIL,
+                          cfg->max_urls);
     if (cfg->max_text < 64 || cfg->max_text > MATCHER_MAX_TEXT_CEIL)
         return sw_err_set(err, "matcher: max_text must be 64..%u bytes (got %zu)",
                           MATCHER_MAX_TEXT_CEIL, cfg->max_text);
     if (cfg->field_cache_slots > MATCHER_FIELD_CACHE_CEIL ||
         (cfg->field_cache_slots & (cfg->field_cache_slots - 1)) != 0)
-        return sw_err_set(err, "matcher: field_cache_slots must be 0 or a power of two up to %u "
-                               "(got %u)", MATCHER_FIELD_CACHE_CEIL, cfg->field_cache_slots);
+        return sw_err_set(err,
+                          "matcher: field_cache_slots must be 0 or a power of two up to %u "
+                          "(got %u)",
+                          MATCHER_FIELD_CACHE_CEIL, cfg->field_cache_slots);
     if (cfg->url_arena < 256 || cfg->url_arena > MATCHER_URL_ARENA_CEIL)
         return sw_err_set(err, "matcher: url_arena must be 256..%u bytes (got %zu)",
                           MATCHER_URL_ARENA_CEIL, cfg->url_arena);
@@ -159,13 +161,12 @@ int matcher_config_check(const struct matcher_config *cfg, struct sw_err *err)
             return sw_err_set(err, "matcher: rate, bad-domain and bad-sender thresholds must "
                                    "be positive");
     }
-    const double scores[] = {cfg->score_domain_block, cfg->score_domain_allow,
-                             cfg->score_sender_block, cfg->score_sender_allow,
-                             cfg->score_shortener, cfg->score_obfuscated_link,
-                             cfg->score_ip_link, cfg->score_userinfo_link, cfg->score_stranger,
-                             cfg->score_fanout, cfg->score_campaign, cfg->score_rate,
-                             cfg->score_bad_domain, cfg->score_bad_sender,
-                             cfg->score_quarantined};
+    const double scores[] = {
+        cfg->score_domain_block, cfg->score_domain_allow,  cfg->score_sender_block,
+        cfg->score_sender_allow, cfg->score_shortener,     cfg->score_obfuscated_link,
+        cfg->score_ip_link,      cfg->score_userinfo_link, cfg->score_stranger,
+        cfg->score_fanout,       cfg->score_campaign,      cfg->score_rate,
+        cfg->score_bad_domain,   cfg->score_bad_sender,    cfg->score_quarantined};
     for (size_t i = 0; i < sizeof(scores) / sizeof(scores[0]); i++) {
         if (!isfinite(scores[i]) || fabs(scores[i]) > 1000)
             return sw_err_set(err, "matcher: scores must be finite and within -1000..1000");
@@ -173,8 +174,7 @@ int matcher_config_check(const struct matcher_config *cfg, struct sw_err *err)
     return SW_OK;
 }
 
-struct matcher *matcher_new(struct hsdb *db, const struct matcher_config *cfg,
-                            struct sw_err *err)
+struct matcher *matcher_new(struct hsdb *db, const struct matcher_config *cfg, struct sw_err *err)
 {
     struct matcher *m = NULL;
 
@@ -366,8 +366,8 @@ static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rul
         }
     }
     ctx->n_fids = 0;
-    hs_error_t rc = hs_scan(hsdb_handle(m->db), s, (unsigned int)len, 0, ctx->scratch, on_match,
-                            ctx);
+    hs_error_t rc =
+        hs_scan(hsdb_handle(m->db), s, (unsigned int)len, 0, ctx->scratch, on_match, ctx);
     if (rc != HS_SUCCESS)
         return sw_err_set(err, "matcher: hs_scan failed (%d)", (int)rc);
     if (e != NULL && ctx->n_fids <= FCACHE_IDS) {
@@ -516,8 +516,8 @@ static void content_signals(const struct matcher *m, const struct url_set *urls,
 }
 
 static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, struct rep *rep,
-                              const struct matcher_msg *msg, size_t sender_len,
-                              size_t folded_len, struct rep_msg *rm, struct verdict *v)
+                              const struct matcher_msg *msg, size_t sender_len, size_t folded_len,
+                              struct rep_msg *rm, struct verdict *v)
 {
     const struct matcher_config *cfg = &m->cfg;
     const struct url_set *urls = ctx->urls;
@@ -668,4 +668,18 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     if (observed && out->action != VERDICT_PASS)
         rep_report_spam(rep, &rm, out->action == VERDICT_DROP ? 1.0 : 0.5);
     return SW_OK;
+}
+
+void verdict_reasons(const struct verdict *v, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < v->n_reasons && n + 1 < cap; i++) {
+        int w = snprintf(out + n, cap - n, "%s%s", i > 0 ? "," : "", v->reasons[i].id);
+        if (w < 0 || (size_t)w >= cap - n) {
+            out[n] = '\0';
+            break;
+        }
+        n += (size_t)w;
+    }
 }

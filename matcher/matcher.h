@@ -18,20 +18,20 @@
 #include "protocols/sw_rc.h"
 
 struct matcher_config {
-    double tag_threshold;  /* score >= this: tag; default 5 */
-    double drop_threshold; /* score >= this: drop; default 10 */
-    unsigned max_urls;     /* links extracted per message; default 16 (max 64) */
-    size_t max_text;       /* bytes of a body that are scanned; default 65536 */
-    size_t url_arena;      /* bytes for extracted URL strings per message; default 8192 */
+    double tag_threshold;       /* score >= this: tag; default 5 */
+    double drop_threshold;      /* score >= this: drop; default 10 */
+    unsigned max_urls;          /* links extracted per message; default 16 (max 64) */
+    size_t max_text;            /* bytes of a body that are scanned; default 65536 */
+    size_t url_arena;           /* bytes for extracted URL strings per message; default 8192 */
     unsigned field_cache_slots; /* per-thread cache of sender/domain/URL scan results; a power
                                  * of two, 0 = off; default 4096 (about 128 KiB per thread) */
 
     /* scores of list hits (once per list kind per message) */
-    double score_domain_block;  /* default 10 */
-    double score_domain_allow;  /* default -2 */
-    double score_sender_block;  /* default 20 */
-    double score_sender_allow;  /* default -20 */
-    double score_shortener;     /* default 1.5 */
+    double score_domain_block; /* default 10 */
+    double score_domain_allow; /* default -2 */
+    double score_sender_block; /* default 20 */
+    double score_sender_allow; /* default -20 */
+    double score_shortener;    /* default 1.5 */
 
     /* built-in content signals */
     double score_obfuscated_link; /* defanged scheme, dot-words, or invisible/full-width/
@@ -42,27 +42,27 @@ struct matcher_config {
                                    * default 2 */
 
     /* behaviour signals from the reputation cache */
-    bool reputation;               /* default true */
+    bool reputation; /* default true */
     struct rep_config rep;
-    unsigned spread_min_urls;      /* fan-out/campaign count only messages with >= this many
-                                    * links (0: all messages); default 1 */
-    size_t spread_min_len;         /* ... and folded text of at least this length; default 0 */
-    unsigned fanout_threshold;     /* distinct recipients in the window; default 5 */
-    double score_fanout;           /* default 10 */
-    unsigned campaign_threshold;   /* distinct senders in the window; default 10 */
-    size_t campaign_min_len;       /* letters of folded text (URLs, digits, separators
-                                    * excluded) a message needs for the campaign signal: "did
-                                    * you see this? <link>" (13) from many people is normal;
-                                    * default 16 */
-    double score_campaign;         /* default 6 */
-    double rate_threshold;         /* decayed messages (rate half-life); default 30 */
-    double score_rate;             /* default 3 */
-    double bad_domain_threshold;   /* decayed spim sightings of a domain; default 2 */
-    double score_bad_domain;       /* default 4 */
-    double bad_sender_threshold;   /* decayed spim count of a sender; default 3 */
-    double score_bad_sender;       /* default 3 */
-    uint32_t quarantine_ms;        /* quarantine after a fan-out verdict; 0 = off; default 1 h */
-    double score_quarantined;      /* default 100 */
+    unsigned spread_min_urls;    /* fan-out/campaign count only messages with >= this many
+                                  * links (0: all messages); default 1 */
+    size_t spread_min_len;       /* ... and folded text of at least this length; default 0 */
+    unsigned fanout_threshold;   /* distinct recipients in the window; default 5 */
+    double score_fanout;         /* default 10 */
+    unsigned campaign_threshold; /* distinct senders in the window; default 10 */
+    size_t campaign_min_len;     /* letters of folded text (URLs, digits, separators
+                                  * excluded) a message needs for the campaign signal: "did
+                                  * you see this? <link>" (13) from many people is normal;
+                                  * default 16 */
+    double score_campaign;       /* default 6 */
+    double rate_threshold;       /* decayed messages (rate half-life); default 30 */
+    double score_rate;           /* default 3 */
+    double bad_domain_threshold; /* decayed spim sightings of a domain; default 2 */
+    double score_bad_domain;     /* default 4 */
+    double bad_sender_threshold; /* decayed spim count of a sender; default 3 */
+    double score_bad_sender;     /* default 3 */
+    uint32_t quarantine_ms;      /* quarantine after a fan-out verdict; 0 = off; default 1 h */
+    double score_quarantined;    /* default 100 */
 };
 
 /* Fills cfg with the defaults documented above. */
@@ -120,8 +120,7 @@ struct matcher_ctx;
 
 /* Builds a matcher from a compiled database (takes a reference; caller keeps its own) and a
  * config (copied). Returns NULL with err on a bad config. */
-struct matcher *matcher_new(struct hsdb *db, const struct matcher_config *cfg,
-                            struct sw_err *err);
+struct matcher *matcher_new(struct hsdb *db, const struct matcher_config *cfg, struct sw_err *err);
 struct matcher *matcher_ref(struct matcher *m);
 void matcher_unref(struct matcher *m);
 const struct matcher_config *matcher_get_config(const struct matcher *m);
@@ -139,5 +138,9 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
                      const struct matcher_msg *msg, struct verdict *out, struct sw_err *err);
 
 const char *verdict_action_name(enum verdict_action a);
+
+/* Writes the reason ids of v, comma-separated, into out[0..cap) (cap > 0), NUL-terminated;
+ * ids that do not fit whole are left out. */
+void verdict_reasons(const struct verdict *v, char *out, size_t cap);
 
 #endif

@@ -247,15 +247,7 @@ static enum verdict_action classify(struct ms *x, enum session_dir dir, const ch
         metrics_rule_hit(session_metrics(s), v->reasons[i].id);
     if (act != VERDICT_PASS) {
         char reasons[512];
-        size_t n = 0;
-        reasons[0] = '\0';
-        for (unsigned i = 0; i < v->n_reasons && n + 1 < sizeof(reasons); i++) {
-            int w = snprintf(reasons + n, sizeof(reasons) - n, "%s%s", i > 0 ? "," : "",
-                             v->reasons[i].id);
-            if (w < 0 || (size_t)w >= sizeof(reasons) - n)
-                break;
-            n += (size_t)w;
-        }
+        verdict_reasons(v, reasons, sizeof(reasons));
         LOG(LOG_MOD_MSNP, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
             "listener=%s direction=%s what=%s action=%s score=%.1f reasons=%s sender=%.*s "
             "fingerprint=%016llx",
@@ -385,15 +377,8 @@ static int on_msg(struct ms *x, enum session_dir dir, const struct msnp_event *e
     size_t body_pos = m->body_pos;
     free(m);
     if (act == VERDICT_TAG && !chunked && strcmp(what, "im") == 0) {
-        char reasons[512] = "";
-        size_t n = 0;
-        for (unsigned i = 0; i < v.n_reasons && n + 1 < sizeof(reasons); i++) {
-            int w = snprintf(reasons + n, sizeof(reasons) - n, "%s%s", i > 0 ? "," : "",
-                             v.reasons[i].id);
-            if (w < 0 || (size_t)w >= sizeof(reasons) - n)
-                break;
-            n += (size_t)w;
-        }
+        char reasons[512];
+        verdict_reasons(&v, reasons, sizeof(reasons));
         size_t tn = msnp_session_tag(ev, body_pos, v.score, reasons, ms_out, sizeof(ms_out));
         if (tn == SIZE_MAX)
             act = x->cfg->msnp.tag_overflow_drop ? VERDICT_DROP : VERDICT_PASS;

@@ -303,20 +303,6 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void reasons_text(const struct verdict *v, char *out, size_t cap)
-{
-    size_t n = 0;
-    out[0] = '\0';
-    for (unsigned i = 0; i < v->n_reasons && n + 1 < cap; i++) {
-        int w = snprintf(out + n, cap - n, "%s%s", i > 0 ? "," : "", v->reasons[i].id);
-        if (w < 0 || (size_t)w >= cap - n) {
-            out[n] = '\0';
-            break;
-        }
-        n += (size_t)w;
-    }
-}
-
 /* Forwards an element unchanged, counting it for XEP-0198 when it is a stanza. */
 static int deliver(struct xc *x, enum session_dir dir, const struct xmpp_event *ev)
 {
@@ -416,7 +402,7 @@ static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_even
     for (unsigned i = 0; i < v.n_reasons; i++)
         metrics_rule_hit(session_metrics(s), v.reasons[i].id);
     char reasons[512];
-    reasons_text(&v, reasons, sizeof(reasons));
+    verdict_reasons(&v, reasons, sizeof(reasons));
     if (act != VERDICT_PASS)
         LOG(LOG_MOD_XMPP, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
             "listener=%s direction=%s action=%s score=%.1f reasons=%s sender=%.*s "

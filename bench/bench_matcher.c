@@ -61,6 +61,7 @@ struct options {
     uint64_t explain;
     bool reputation;
     bool quick;
+    bool rule_cost;
     const char *conf_dir; /* NULL: search */
 };
 
@@ -89,13 +90,18 @@ static void usage(FILE *f)
             "messages\n"
             "                       and the first N missed spim of each case (warm-up pass "
             "only)\n"
+            "  --rule-cost          instead of the sweep: scan cost of each default body rule "
+            "compiled\n"
+            "                       alone, of all default body rules, and of the whole default "
+            "set,\n"
+            "                       in ns per message over the corpus of each --size\n"
             "Output: one JSON object per case on stdout; progress on stderr.\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
     enum { OPT_RULES = 256, OPT_SIZE, OPT_MESSAGES, OPT_SPIM, OPT_SEED, OPT_THREADS, OPT_REPS,
-           OPT_LIST, OPT_NOREP, OPT_CONF, OPT_QUICK, OPT_EXPLAIN, OPT_HELP };
+           OPT_LIST, OPT_NOREP, OPT_CONF, OPT_QUICK, OPT_EXPLAIN, OPT_COST, OPT_HELP };
     static const struct option longopts[] = {
         {"rules", required_argument, NULL, OPT_RULES},
         {"size", required_argument, NULL, OPT_SIZE},
@@ -109,6 +115,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"conf", required_argument, NULL, OPT_CONF},
         {"quick", no_argument, NULL, OPT_QUICK},
         {"explain", required_argument, NULL, OPT_EXPLAIN},
+        {"rule-cost", no_argument, NULL, OPT_COST},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -177,6 +184,9 @@ static int parse_options(int argc, char **argv, struct options *o)
         case OPT_EXPLAIN:
             if (!bench_parse_u64(optarg, 0, 1000000, &o->explain))
                 goto bad;
+            break;
+        case OPT_COST:
+            o->rule_cost = true;
             break;
         case OPT_HELP:
             usage(stdout);
@@ -941,6 +951,175 @@ static int print_case(const struct options *o, uint64_t rules, const struct buil
     return bench_json_end(&j, stdout);
 }
 
+/* --- rule cost ---------------------------------------------------------------------------------
+ * For rule authors: what each default body rule costs the body scan. Each rule is compiled alone
+ * and hs_scan()ned over the corpus bodies (best of --reps passes, thread CPU time); then all the
+ * default body rules together and the whole default set (rules and lists, every target) over the
+ * same bodies. One JSON line per measurement, most expensive rule first on stderr. */
+
+struct cost_line {
+    const char *id;
+    double ns;
+};
+
+static int cost_cmp(const void *a, const void *b)
+{
+    const struct cost_line *x = a, *y = b;
+    return (x->ns < y->ns) - (x->ns > y->ns);
+}
+
+/* ns per body of scanning n bodies with db, best of reps passes; < 0 on a scan error. */
+static double cost_scan(const hs_database_t *db, hs_scratch_t *scratch,
+                        const struct prepared_corpus *pc, size_t n, uint64_t reps)
+{
+    double best = -1;
+    for (uint64_t k = 0; k < reps + 1; k++) { /* pass 0 warms up */
+        double t0 = bench_cpu_now();
+        for (size_t i = 0; i < n; i++) {
+            if (hs_scan(db, pc->msgs[i].body, (unsigned)pc->msgs[i].body_len, 0, scratch,
+                        noop_cb, NULL) != HS_SUCCESS)
+                return -1;
+        }
+        double ns = (bench_cpu_now() - t0) * 1e9 / (double)n;
+        if (k > 0 && (best < 0 || ns < best))
+            best = ns;
+    }
+    return best;
+}
+
+/* Compiles exprs[0..n) (flags per rule) into one block-mode database. */
+static hs_database_t *cost_compile(const char *const *exprs, const unsigned *flags, size_t n,
+                                   struct sw_err *err)
+{
+    hs_database_t *db = NULL;
+    hs_compile_error_t *cerr = NULL;
+    unsigned *ids = calloc(n, sizeof(*ids));
+    if (ids == NULL) {
+        sw_err_set(err, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (unsigned)i;
+    if (hs_compile_multi(exprs, flags, ids, (unsigned)n, HS_MODE_BLOCK, NULL, &db, &cerr) !=
+        HS_SUCCESS) {
+        sw_err_set(err, "compile: %s", cerr != NULL ? cerr->message : "?");
+        hs_free_compile_error(cerr);
+        db = NULL;
+    }
+    free(ids);
+    return db;
+}
+
+static int rule_cost(const struct options *o, const struct rule_files *rf,
+                     const struct prepared_corpus *pc, uint64_t size, struct sw_err *err)
+{
+    struct ruleset *rs = ruleset_new(NULL);
+    const char **exprs = NULL;
+    unsigned *flags = NULL;
+    struct cost_line *lines = NULL;
+    hs_scratch_t *scratch = NULL;
+    size_t nb = 0, n = pc->c->n < 50000 ? pc->c->n : 50000;
+    int rc = -1;
+
+    if (rs == NULL) {
+        sw_err_set(err, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < rf->n; i++) {
+        int r = i < rf->n_rule_files
+                    ? ruleset_parse_rules(rs, rf->bufs[i], rf->lens[i], rf->names[i], err)
+                    : ruleset_parse_list(rs, rf->kinds[i], rf->bufs[i], rf->lens[i], rf->names[i],
+                                         err);
+        if (r != SW_OK)
+            goto done;
+    }
+    exprs = calloc(rs->n + 1, sizeof(*exprs));
+    flags = calloc(rs->n + 1, sizeof(*flags));
+    lines = calloc(rs->n + 1, sizeof(*lines));
+    if (exprs == NULL || flags == NULL || lines == NULL) {
+        sw_err_set(err, "out of memory");
+        goto done;
+    }
+    /* body rules first, so exprs[0..nb) is the body set and exprs[0..rs->n) everything */
+    size_t k = 0;
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct rule *r = &rs->rules[i];
+        if (r->kind == RULE_KIND_RULE && r->target == RULE_BODY) {
+            exprs[k] = r->expr;
+            flags[k] = hsdb_hs_flags(r->flags);
+            lines[k].id = r->id;
+            k++;
+        }
+    }
+    nb = k;
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct rule *r = &rs->rules[i];
+        if (!(r->kind == RULE_KIND_RULE && r->target == RULE_BODY)) {
+            exprs[k] = r->expr;
+            flags[k] = hsdb_hs_flags(r->flags);
+            k++;
+        }
+    }
+
+    double total_alone = 0;
+    for (size_t i = 0; i < nb; i++) {
+        hs_database_t *db = cost_compile(&exprs[i], &flags[i], 1, err);
+        if (db == NULL)
+            goto done;
+        if (hs_alloc_scratch(db, &scratch) != HS_SUCCESS) {
+            hs_free_database(db);
+            sw_err_set(err, "hs_alloc_scratch failed");
+            goto done;
+        }
+        lines[i].ns = cost_scan(db, scratch, pc, n, o->reps);
+        hs_free_database(db);
+        if (lines[i].ns < 0) {
+            sw_err_set(err, "hs_scan failed");
+            goto done;
+        }
+        total_alone += lines[i].ns;
+        printf("{\"rule_cost\":\"%s\",\"size\":%llu,\"messages\":%zu,\"ns_per_msg\":%.1f}\n",
+               lines[i].id, (unsigned long long)size, n, lines[i].ns);
+    }
+    const struct {
+        const char *name;
+        size_t count;
+    } sets[] = {{"default_body_rules", nb}, {"default_set", rs->n}};
+    for (size_t s = 0; s < N_OF(sets); s++) {
+        if (sets[s].count == 0)
+            continue;
+        hs_database_t *db = cost_compile(exprs, flags, sets[s].count, err);
+        if (db == NULL)
+            goto done;
+        if (hs_alloc_scratch(db, &scratch) != HS_SUCCESS) {
+            hs_free_database(db);
+            sw_err_set(err, "hs_alloc_scratch failed");
+            goto done;
+        }
+        double ns = cost_scan(db, scratch, pc, n, o->reps);
+        hs_free_database(db);
+        printf("{\"rule_cost\":\"%s\",\"size\":%llu,\"messages\":%zu,\"patterns\":%zu,"
+               "\"ns_per_msg\":%.1f,\"sum_of_alone_ns\":%.1f}\n",
+               sets[s].name, (unsigned long long)size, n, sets[s].count, ns, total_alone);
+    }
+    fflush(stdout);
+    qsort(lines, nb, sizeof(*lines), cost_cmp);
+    fprintf(stderr, "bench-matcher: %llu B bodies, default body rules by cost (ns/msg, alone):\n",
+            (unsigned long long)size);
+    for (size_t i = 0; i < nb; i++)
+        fprintf(stderr, "  %8.1f  %s\n", lines[i].ns, lines[i].id);
+    rc = 0;
+
+done:
+    if (scratch != NULL)
+        hs_free_scratch(scratch);
+    free(exprs);
+    free(flags);
+    free(lines);
+    ruleset_free(rs);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -982,6 +1161,17 @@ int main(int argc, char **argv)
                 (unsigned long long)o.sizes[s], pcs[s].c->n,
                 (unsigned long long)pcs[s].c->body_bytes, pcs[s].c->n_spim,
                 bench_wall_now() - t0);
+    }
+
+    if (o.rule_cost) {
+        for (size_t s = 0; s < o.n_sizes; s++) {
+            if (rule_cost(&o, &rf, &pcs[s], o.sizes[s], &err) != 0) {
+                fprintf(stderr, "bench-matcher: --rule-cost: %s\n", err.msg);
+                goto out;
+            }
+        }
+        status = 0;
+        goto out;
     }
 
     for (size_t r = 0; r < o.n_rules; r++) {

@@ -33,7 +33,7 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static unsigned hs_flags_of(unsigned flags)
+unsigned hsdb_hs_flags(unsigned flags)
 {
     unsigned f = HS_FLAG_SINGLEMATCH;
     if (flags & RULE_F_CASELESS)
@@ -116,7 +116,7 @@ struct hsdb *hsdb_compile(struct ruleset *rs, struct sw_err *err)
         }
         for (size_t i = 0; i < rs->n; i++) {
             exprs[i] = rs->rules[i].expr;
-            flags[i] = hs_flags_of(rs->rules[i].flags);
+            flags[i] = hsdb_hs_flags(rs->rules[i].flags);
             ids[i] = (unsigned)i;
         }
         rc = hs_compile_multi(exprs, flags, ids, (unsigned)rs->n, HS_MODE_BLOCK, NULL, &db, &cerr);

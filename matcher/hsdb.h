@@ -56,6 +56,10 @@ int hsdb_serialize(const struct hsdb *db, char **out, size_t *out_len, struct sw
 struct hsdb *hsdb_deserialize(struct ruleset *rs, const char *buf, size_t len,
                               struct sw_err *err);
 
+/* The Hyperscan flags a rule's flags (enum rule_flag) compile with, HS_FLAG_SINGLEMATCH included;
+ * for tools that compile single rules (bench-matcher --rule-cost). */
+unsigned hsdb_hs_flags(unsigned rule_flags);
+
 /* Reference counting (atomic; safe from any thread). hsdb_unref frees at zero. */
 struct hsdb *hsdb_ref(struct hsdb *db);
 void hsdb_unref(struct hsdb *db);

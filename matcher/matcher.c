@@ -85,7 +85,8 @@ struct matcher_ctx {
     struct hit hits[MATCHER_MAX_HITS];
     unsigned n_hits;
     unsigned hits_dropped;
-    double dropped_score;
+    double dropped_score;      /* of dropped rule hits without requirements */
+    double dropped_score_link; /* of dropped rule hits with requires=link */
 };
 
 static atomic_uint_fast64_t matcher_serial_next = 1;
@@ -318,8 +319,10 @@ static void record_hit(struct matcher_ctx *ctx, unsigned id)
     ctx->stamp[id] = ctx->gen;
     if (ctx->n_hits == MATCHER_MAX_HITS) {
         ctx->hits_dropped++;
-        if (r->kind == RULE_KIND_RULE)
+        if (r->kind == RULE_KIND_RULE && r->requires == 0)
             ctx->dropped_score += r->score;
+        else if (r->kind == RULE_KIND_RULE && r->requires == RULE_REQ_LINK)
+            ctx->dropped_score_link += r->score;
         return;
     }
     struct hit *h = &ctx->hits[ctx->n_hits++];
@@ -452,9 +455,12 @@ static void score_hits(struct matcher_ctx *ctx, const struct matcher *m, struct 
         ctx->hits[j] = h;
     }
     bool kind_seen[RULE_KIND_COUNT] = {false};
+    unsigned met = ctx->urls->n > 0 ? RULE_REQ_LINK : 0;
+    for (unsigned i = 0; i < ctx->n_hits; i++)
+        met |= m->rs->rules[ctx->hits[i].id].provides;
     for (unsigned i = 0; i < ctx->n_hits; i++) {
         const struct rule *r = &m->rs->rules[ctx->hits[i].id];
-        if (r->kind != RULE_KIND_RULE)
+        if (r->kind != RULE_KIND_RULE || (r->requires & ~met) != 0)
             continue;
         add_reason(v, r->id, r->score, NULL, 0);
     }
@@ -472,7 +478,7 @@ static void score_hits(struct matcher_ctx *ctx, const struct matcher *m, struct 
         add_reason(v, rule_kind_reason(r->kind), list_score(&m->cfg, r->kind), d, d ? dl : 0);
     }
     if (ctx->hits_dropped > 0)
-        v->score += ctx->dropped_score;
+        v->score += ctx->dropped_score + (met & RULE_REQ_LINK ? ctx->dropped_score_link : 0);
 }
 
 static void content_signals(const struct matcher *m, const struct url_set *urls,
@@ -599,6 +605,7 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     ctx->n_hits = 0;
     ctx->hits_dropped = 0;
     ctx->dropped_score = 0;
+    ctx->dropped_score_link = 0;
     if (++ctx->gen == 0) {
         /* the stamp counter wrapped: forget every stamp once every 2^32 messages */
         memset(ctx->stamp, 0, ctx->stamp_cap * sizeof(*ctx->stamp));

@@ -558,6 +558,50 @@ static int parse_rule_line(struct ruleset *rs, struct cursor *c, struct rule *r,
         goto fail;
     }
 
+    /* options: key=value tokens before the description */
+    for (;;) {
+        skip_space(c);
+        if (c->p == c->end || *c->p == '"' || *c->p == '#')
+            break;
+        const char *opt = c->p;
+        while (c->p < c->end && !is_space(*c->p))
+            c->p++;
+        size_t on = (size_t)(c->p - opt);
+        const char *eq = memchr(opt, '=', on);
+        size_t kn = eq != NULL ? (size_t)(eq - opt) : on;
+        unsigned *field = NULL;
+        if (kn == 8 && memcmp(opt, "requires", 8) == 0)
+            field = &r->requires;
+        else if (kn == 8 && memcmp(opt, "provides", 8) == 0)
+            field = &r->provides;
+        if (field == NULL || eq == NULL) {
+            snprintf(why, why_cap, "rule %s: unknown option '%s' (requires=link, provides=link)",
+                     r->id, quote_tok(q, sizeof(q), opt, on));
+            goto fail;
+        }
+        const char *val = eq + 1;
+        size_t vn = on - kn - 1;
+        if (vn != 4 || memcmp(val, "link", 4) != 0) {
+            snprintf(why, why_cap, "rule %s: unknown condition '%s' (link)", r->id,
+                     quote_tok(q, sizeof(q), val, vn));
+            goto fail;
+        }
+        if (*field & RULE_REQ_LINK) {
+            snprintf(why, why_cap, "rule %s: option '%.*s' given twice", r->id, (int)kn, opt);
+            goto fail;
+        }
+        if (r->target != RULE_BODY) {
+            snprintf(why, why_cap, "rule %s: option '%.*s' applies to body rules only", r->id,
+                     (int)kn, opt);
+            goto fail;
+        }
+        *field |= RULE_REQ_LINK;
+    }
+    if (r->requires & r->provides & RULE_REQ_LINK) {
+        snprintf(why, why_cap, "rule %s: requires=link and provides=link together", r->id);
+        goto fail;
+    }
+
     /* optional "description" */
     skip_space(c);
     if (c->p < c->end && *c->p == '"') {

@@ -30,6 +30,14 @@ enum rule_flag {
     RULE_F_MULTILINE = 1u << 4, /* 'm' */
 };
 
+/* Conditions a rule's hit needs before it counts (option "requires=", see docs/rules.md). They
+ * are checked when the hits are scored, not by Hyperscan, so a rule such as "lure phrase plus a
+ * link" needs no `.{0,200}` gap between a phrase and a link regex. */
+enum rule_require {
+    RULE_REQ_LINK = 1u << 0, /* the message has at least one extracted link, or a hit of a rule
+                              * with provides=link */
+};
+
 /* Where an entry came from: a rule, or one of the list kinds. List entries get their score from
  * the matcher config at classification time, so scores can change without a recompile. */
 enum rule_kind {
@@ -52,6 +60,9 @@ struct rule {
     unsigned line;
     double score;    /* rules only; list entries take theirs from the matcher config */
     unsigned flags;  /* enum rule_flag */
+    unsigned requires; /* enum rule_require bits; 0 for list entries */
+    unsigned provides; /* enum rule_require bits a hit of this rule satisfies ("provides=link":
+                        * it recognises a link written so that no extractor rebuilds it) */
     enum rule_target target;
     enum rule_kind kind;
 };

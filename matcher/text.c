@@ -9,6 +9,9 @@
 
 #include <stdbool.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "matcher/hash.h"
 
@@ -20,23 +23,6 @@ static inline bool word_special(uint64_t w)
     uint64_t amp = w ^ 0x2626262626262626ULL; /* '&' bytes become zero */
     uint64_t zero = (amp - 0x0101010101010101ULL) & ~amp & HIGH_BITS;
     return ((w & HIGH_BITS) | zero) != 0;
-}
-
-static bool all_plain_ascii(const char *s, size_t len)
-{
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        if (word_special(w))
-            return false;
-    }
-    for (; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x80 || c == '&')
-            return false;
-    }
-    return true;
 }
 
 /* Decodes one UTF-8 sequence at s[0..len). Returns its length and sets *cp, or 0 if the bytes
@@ -308,14 +294,113 @@ static bool is_word_char(uint32_t cp)
            is_invisible(cp) || confusable_ascii(cp) != 0 || is_latin_form(cp);
 }
 
+/* The bytes Hyperscan's \s matches: space, \t, \n, \v, \f, \r. */
+static inline bool is_ascii_space(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+static bool all_plain_ascii(const char *s, size_t len)
+{
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (word_special(w))
+            return false;
+    }
+    for (; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80 || c == '&')
+            return false;
+    }
+    return true;
+}
+
+/* Offset from which fold_space_runs() may have to change s[0..len): the first control byte
+ * (which may be \t, \n, \v, \f or \r) or the first of two neighbouring bytes <= ' '. An
+ * earlier answer is harmless (the fold loop starts there), a later one would be a bug. Sixteen
+ * bytes at a time with SSE2 (exact), else eight with subtract-and-mask tests (exact at the lowest
+ * hit, borrow can flag bytes above it, which only makes the answer earlier); the last bytes are
+ * left to the fold loop. */
+static size_t fold_start(const char *s, size_t len)
+{
+    unsigned carry = 0; /* the previous block's last byte was <= ' ' */
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i sp_max = _mm_set1_epi8(0x20), ctl_max = _mm_set1_epi8(0x1f);
+    for (; i + 16 <= len; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        /* unsigned v <= max  <=>  min(v, max) == v */
+        unsigned sp = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, sp_max), v));
+        if (sp == 0) {
+            carry = 0;
+            continue;
+        }
+        unsigned ctl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));
+        if (ctl != 0 || (sp & (sp >> 1)) != 0 || (carry && (sp & 1)))
+            return i;
+        carry = sp >> 15;
+    }
+#endif
+    const uint64_t ones = 0x0101010101010101ULL;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t sp = (w - ones * 0x21) & ~w & HIGH_BITS; /* bytes < 0x21 */
+        if (sp == 0) {
+            carry = 0;
+            continue;
+        }
+        uint64_t ctl = (w - ones * 0x20) & ~w & HIGH_BITS; /* bytes < 0x20 */
+        if (ctl != 0 || (sp & (sp >> 8)) != 0 || (carry && (sp & 0x80)))
+            return i;
+        carry = (unsigned)(sp >> 63);
+    }
+    return i;
+}
+
+/* Folds every run of whitespace in s[0..len) to one character in place: '\n' if the run holds a
+ * line break, else ' '. Returns the new length. from is where a change may start (fold_start()):
+ * most chat has single spaces only, and nothing before it moves. */
+static size_t fold_space_runs(char *s, size_t len, size_t from)
+{
+    size_t i = from;
+    while (i > 0 && is_ascii_space((unsigned char)s[i - 1]))
+        i--; /* start at the beginning of a run */
+    size_t o = i;
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+        if (!is_ascii_space(c)) {
+            s[o++] = (char)c;
+            i++;
+            continue;
+        }
+        bool nl = false;
+        for (; i < len && is_ascii_space((unsigned char)s[i]); i++)
+            nl |= s[i] == '\n' || s[i] == '\r';
+        s[o++] = nl ? '\n' : ' ';
+    }
+    return o;
+}
+
+static void normalize_chars(const char *in, size_t in_len, char *out, struct text_norm *res);
+
 void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *res)
 {
     memset(res, 0, sizeof(*res));
     if (all_plain_ascii(in, in_len)) {
         memcpy(out, in, in_len);
         res->len = in_len;
-        return;
+    } else {
+        normalize_chars(in, in_len, out, res);
     }
+    res->len = fold_space_runs(out, res->len, fold_start(out, res->len));
+}
+
+/* The slow path of text_normalize(): decodes, removes and folds character by character. */
+static void normalize_chars(const char *in, size_t in_len, char *out, struct text_norm *res)
+{
 
     size_t o = 0, i = 0;
     size_t word_start = 0;          /* input offset where the current word began */

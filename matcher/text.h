@@ -34,8 +34,11 @@ struct text_norm {
  * removes zero-width and invisible format characters (U+200B..U+200F, U+202A..U+202E,
  * U+2060..U+2064, U+FEFF, U+00AD, U+180E, U+034F); folds full-width ASCII, ideographic and other
  * Unicode spaces, mathematical alphanumerics and common Latin look-alikes from Cyrillic and Greek
- * to ASCII. Case is kept (Hyperscan matches caselessly where a rule asks). Invalid UTF-8 bytes are
- * copied unchanged and flagged. Fast path: pure ASCII input without '&' is a memcpy.
+ * to ASCII. Then every run of whitespace (after those removals and folds) becomes one character:
+ * '\n' if the run holds a line break, else ' '; so body rules match words with a single \s and
+ * padding words with extra spaces or tabs hides nothing. Case is kept (Hyperscan matches
+ * caselessly where a rule asks). Invalid UTF-8 bytes are copied unchanged and flagged. Fast path:
+ * pure ASCII input without '&' is a memcpy plus the whitespace pass.
  * in and out must not overlap. Never fails. */
 void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *res);
 

@@ -1,5 +1,6 @@
 /* Fuzz target: text_normalize() on arbitrary bytes, then url_extract() and text_fingerprint()
- * on the result, checking the contracts of matcher/text.h and matcher/url.h. The first byte
+ * on the result, checking the contracts of matcher/text.h and matcher/url.h (whitespace runs
+ * folded included). The first byte
  * picks small set bounds now and then so that the max-items and arena-overflow paths run too. */
 #include "tests/fuzz/fuzz.h"
 
@@ -103,6 +104,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(tn.len <= in_len);
     check(tn.zero_width == 0 || (tn.flags & TEXT_F_ZERO_WIDTH));
     check(tn.flags < (TEXT_F_MATH_ALNUM << 1));
+    /* whitespace runs are folded: no two neighbouring whitespace bytes, and only ' ' or '\n' */
+    for (size_t i = 0; i < tn.len; i++) {
+        unsigned char c = (unsigned char)norm[i];
+        bool ws = c == ' ' || (c >= '\t' && c <= '\r');
+        check(!ws || c == ' ' || c == '\n');
+        check(!ws || i + 1 == tn.len || !(norm[i + 1] == ' ' || norm[i + 1] == '\n'));
+    }
 
     unsigned n = url_extract(norm, tn.len, set);
     check(n == set->n && n <= set->max);

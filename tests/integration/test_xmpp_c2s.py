@@ -71,7 +71,7 @@ def setUpModule():
         PORTS[name] = free_port()
     env = dict(os.environ, SW_PROSODY_PLAINTEXT="1")
     users = ["alice:alice-pw", "bob:bob-pw", "carol:carol-pw", "dave:dave-pw", "erin:erin-pw",
-             "frank:frank-pw"]
+             "frank:frank-pw", "gina:gina-pw"]
     subprocess.run([PROSODY, "start", os.path.join(TMP, "prosody"), str(PORTS["prosody"])] + users,
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert wait_for(lambda: port_open(PORTS["prosody"]), 20), "prosody"
@@ -193,6 +193,89 @@ def raw_session(port, payloads, wait=3.0):
     return out
 
 
+class RawXmpp:
+    """A plaintext XMPP client on a socket, for what slixmpp cannot be made to do on cue:
+    drop the TCP connection without closing the stream, then resume (XEP-0198) with chosen h
+    values. Top-level elements are parsed with ElementTree's pull parser."""
+
+    NS_SM = "urn:xmpp:sm:3"
+
+    def __init__(self, port):
+        import xml.etree.ElementTree as ET
+        self.ET = ET
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.inbound = 0  # stanzas received since SM was enabled (message, presence, iq)
+        self.counting = False
+        self.items = []
+        self.skipped = []
+
+    def restart(self):
+        self.parser = self.ET.XMLPullParser(events=("start", "end"))
+        self.depth = 0
+        self.sock.sendall(HDR)
+        return self.expect("{http://etherx.jabber.org/streams}features")
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def next(self, timeout=10):
+        end = time.time() + timeout
+        while not self.items:
+            if time.time() > end:
+                raise AssertionError("timed out waiting for a stanza")
+            self.sock.settimeout(max(0.05, end - time.time()))
+            data = self.sock.recv(65536)
+            if not data:
+                raise AssertionError("connection closed")
+            self.parser.feed(data)
+            for ev, el in self.parser.read_events():
+                if ev == "start":
+                    self.depth += 1
+                else:
+                    self.depth -= 1
+                    if self.depth == 1:
+                        self.items.append(el)
+                        if self.counting and el.tag.split("}")[-1] in ("message", "presence", "iq"):
+                            self.inbound += 1
+        return self.items.pop(0)
+
+    def expect(self, tag, timeout=10):
+        """The next element named tag; the ones before it are kept in self.skipped."""
+        while True:
+            el = self.next(timeout)
+            if el.tag == tag:
+                return el
+            if el.tag.endswith("}error") and "streams" in el.tag:
+                raise AssertionError("stream error: %s" % self.ET.tostring(el))
+            self.skipped.append(el)
+
+    def take(self, tag, timeout=10):
+        """Like expect(), but an element skipped earlier counts first."""
+        for i, el in enumerate(self.skipped):
+            if el.tag == tag:
+                return self.skipped.pop(i)
+        return self.expect(tag, timeout)
+
+    def login(self, user, pw, resource="raw"):
+        import base64
+        self.restart()
+        cred = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()).decode()
+        self.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>" % cred)
+        self.expect("{urn:ietf:params:xml:ns:xmpp-sasl}success")
+        return self.restart()
+
+    def bind(self, resource="raw"):
+        self.send("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                  "<resource>%s</resource></bind></iq>" % resource)
+        self.expect("{jabber:client}iq")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
 class XmppC2s(unittest.TestCase):
     def chat(self, port, mode):
         async def run():
@@ -278,6 +361,79 @@ class XmppC2s(unittest.TestCase):
         self.assertEqual(got, ["sm ham %d" % i for i in range(6)] + ["after acks"])
         self.assertEqual(bounces, 6)
         self.assertEqual(serrs, [])
+
+    def test_stream_management_resume_after_drops(self):
+        """Drops and bounces shift both counters; a resume on a new TCP connection must still
+        carry h values that Prosody and the client each find consistent (XEP-0198 3, 5)."""
+        NS = RawXmpp.NS_SM
+        bob = RawXmpp(PORTS["prosody"])  # the recipient, straight to Prosody
+        bob.login("bob", "bob-pw")
+        bob.bind("resume-rcpt")
+        bob.send("<presence/>")
+        g = RawXmpp(PORTS["plain"])
+        try:
+            g.login("gina", "gina-pw")
+            g.bind("resume")
+            g.send("<enable xmlns='%s' resume='true'/>" % NS)
+            enabled = g.expect("{%s}enabled" % NS)
+            previd = enabled.get("id")
+            self.assertIsNotNone(previd)
+            g.counting = True
+            msg = "<message to='bob@localhost' type='chat' id='%s'><body>%s</body></message>"
+            sent = [("h1", "resume ham 1"), ("s1", SPIM % (301, 301)), ("h2", "resume ham 2"),
+                    ("s2", SPIM % (302, 302))]
+            for mid, body in sent:
+                g.send(msg % (mid, body))
+            g.send("<r xmlns='%s'/>" % NS)
+            a = g.expect("{%s}a" % NS)
+            # the client sent 4 stanzas: Prosody handled 2, the proxy dropped 2
+            self.assertEqual(a.get("h"), "4")
+            bounces = []
+            while len(bounces) < 2:
+                el = g.take("{jabber:client}message")
+                if el.get("type") == "error":
+                    bounces.append(el.get("id"))
+            self.assertEqual(sorted(bounces), ["s1", "s2"])
+            client_h = g.inbound  # the bounces (inserted by the proxy) and whatever Prosody sent
+            self.assertGreaterEqual(client_h, 2)
+            # the TCP connection dies without a stream close
+            g.sock.shutdown(socket.SHUT_RDWR)
+            g.close()
+            time.sleep(0.5)
+
+            g2 = RawXmpp(PORTS["plain"])
+            g2.login("gina", "gina-pw")
+            g2.send("<resume xmlns='%s' h='%d' previd='%s'/>" % (NS, client_h, previd))
+            resumed = g2.expect("{%s}resumed" % NS)
+            self.assertEqual(resumed.get("previd"), previd)
+            self.assertEqual(resumed.get("h"), "4")  # in the client's numbering
+            g2.counting = True
+            g2.send(msg % ("h3", "resume ham 3"))
+            g2.send(msg % ("s3", SPIM % (303, 303)))
+            g2.send("<r xmlns='%s'/>" % NS)
+            self.assertEqual(g2.expect("{%s}a" % NS).get("h"), "6")
+            bounce = g2.take("{jabber:client}message")
+            self.assertEqual((bounce.get("type"), bounce.get("id")), ("error", "s3"))
+            # acking the bounce too must not look like "more than the server sent" to Prosody
+            g2.send("<a xmlns='%s' h='%d'/>" % (NS, client_h + g2.inbound))
+            g2.send(msg % ("h4", "resume ham 4"))
+            g2.send("<r xmlns='%s'/>" % NS)
+            self.assertEqual(g2.expect("{%s}a" % NS).get("h"), "7")
+            g2.send("</stream:stream>")
+            g2.close()
+
+            bob.counting = True
+            got = []
+            while len(got) < 4:
+                el = bob.take("{jabber:client}message")
+                body = el.find("{jabber:client}body")
+                if body is not None:
+                    got.append(body.text)
+            self.assertEqual(got, ["resume ham 1", "resume ham 2", "resume ham 3", "resume ham 4"])
+        finally:
+            g.close()
+            bob.close()
+        self.assertNotIn("handled-count-too-high", log_text())
 
     def test_fanout_detected_others_flow(self):
         async def run():

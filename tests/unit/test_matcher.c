@@ -29,7 +29,9 @@ static const char test_rules[] =
     "rule T_HAM body -3 \"see you at dinner\"i\n"
     "rule T_ZIP url 6 /\\.zip$/i \"link to an archive\"\n"
     "rule T_TAIL body 50 \"tail marker\"\n"
-    "rule T_SENDER sender 7 /^bot[0-9]+@/\n";
+    "rule T_SENDER sender 7 /^bot[0-9]+@/\n"
+    "rule T_LURE body 3 /my\\spics/i requires=link \"a lure phrase counts only with a link\"\n"
+    "rule T_SPACED body 1 /w\\sw\\sw\\s\\./i provides=link\n";
 
 static const char test_domain_block[] = "# example block list\nevil.example\n";
 static const char test_sender_allow[] = "boss@corp.example\n";
@@ -163,6 +165,30 @@ static void test_rule_counts_once(void **state)
                                 false);
     assert_true(v.score == 5);
     assert_int_equal(v.n_reasons, 1);
+}
+
+/* requires=link: the hit counts only when the message has a link, extracted or recognised by a
+ * provides=link rule; whitespace runs are folded before the scan, so one \s matches them. */
+static void test_requires_link(void **state)
+{
+    struct fixture *f = *state;
+    struct verdict v = classify(f, NULL, NULL, "look at my pics", 1000, 0, false);
+    assert_null(find_reason(&v, "T_LURE"));
+    assert_true(v.score == 0);
+
+    v = classify(f, NULL, NULL, "look at my  \t pics http://pics.example/a", 1000, 0, false);
+    assert_non_null(find_reason(&v, "T_LURE"));
+    assert_true(v.score == 3);
+
+    v = classify(f, NULL, NULL, "my pics w w w . pics . example", 1000, 0, false);
+    assert_non_null(find_reason(&v, "T_LURE"));
+    assert_non_null(find_reason(&v, "T_SPACED"));
+    assert_true(v.score == 4);
+
+    /* the provider alone scores only itself */
+    v = classify(f, NULL, NULL, "w w w . pics . example", 1000, 0, false);
+    assert_null(find_reason(&v, "T_LURE"));
+    assert_true(v.score == 1);
 }
 
 static void test_url_and_domain_lists(void **state)
@@ -592,6 +618,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_thresholds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rule_counts_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requires_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_url_and_domain_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_signals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encrypted_body_not_scanned, setup, teardown),

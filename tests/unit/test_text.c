@@ -55,11 +55,12 @@ static void test_ascii_fast_path(void **state)
 {
     check_same("", 0);
     check_same("hello world, see http://x.com/a?b=c#d <b>bold</b> 100% ok!", 0);
-    /* longer than one 8-byte word, every printable ASCII byte but '&' */
+    /* longer than one 8-byte word, every ASCII byte but '&' and the whitespace that
+     * test_whitespace_runs_folded covers */
     char all[128];
     size_t n = 0;
     for (int c = 1; c < 0x80; c++) {
-        if (c != '&')
+        if (c != '&' && !(c >= '\t' && c <= '\r'))
             all[n++] = (char)c;
     }
     all[n] = '\0';
@@ -71,6 +72,37 @@ static void test_ascii_fast_path(void **state)
     assert_int_equal(r.zero_width, 0);
     assert_int_equal(r.folded, 0);
     free(got);
+}
+
+/* Runs of whitespace become one ' ', or one '\n' when the run holds a line break, on the fast
+ * path and after decoding alike, at every position relative to the 8- and 16-byte blocks. */
+static void test_whitespace_runs_folded(void **state)
+{
+    (void)state;
+    check_norm("see  it", "see it", 0);
+    check_norm("  lead and trail\t\t", " lead and trail ", 0);
+    check_norm("a\tb\vc\fd", "a b c d", 0);
+    check_norm("line\r\nnext \n\n end", "line\nnext\nend", 0);
+    check_norm("one\rtwo", "one\ntwo", 0);
+    check_norm("free   emoticons \t here", "free emoticons here", 0);
+    /* spaces around removed and folded characters */
+    check_norm("a \xe2\x80\x8b b", "a b", TEXT_F_ZERO_WIDTH);
+    check_norm("a\xe3\x80\x80 b", "a b", TEXT_F_SPACE);
+    check_norm("x &#32; y", "x y", TEXT_F_ENTITY);
+    check_norm("caf\xc3\xa9  au   lait", "caf\xc3\xa9 au lait", 0);
+    /* control bytes that are not whitespace stay */
+    check_same("a\x01 b\x1f", 0);
+    /* a double space at every offset of a 40-byte text, and one across each block edge */
+    for (size_t at = 0; at + 2 <= 40; at++) {
+        char in[41], want[41];
+        memset(in, 'x', 40);
+        in[40] = '\0';
+        in[at] = ' ';
+        in[at + 1] = ' ';
+        memcpy(want, in, at + 1);
+        memcpy(want + at + 1, in + at + 2, 40 - at - 1);
+        check_norm(in, want, 0);
+    }
 }
 
 static void test_named_entities(void **state)
@@ -423,6 +455,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ascii_fast_path),
+        cmocka_unit_test(test_whitespace_runs_folded),
         cmocka_unit_test(test_named_entities),
         cmocka_unit_test(test_numeric_references),
         cmocka_unit_test(test_malformed_references_copied),

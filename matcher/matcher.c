@@ -521,23 +521,30 @@ static void content_signals(const struct matcher *m, const struct url_set *urls,
         add_reason(v, "STRANGER_LINK", cfg->score_stranger, NULL, 0);
 }
 
+/* The reputation keys known before the scan: sender and source address hashes (0 if absent). */
+static void early_keys(struct matcher_ctx *ctx, const struct matcher *m,
+                       const struct matcher_msg *msg, size_t sender_len, struct rep_msg *rm)
+{
+    memset(rm, 0, sizeof(*rm));
+    rm->now_ms = msg->now_ms;
+    if (sender_len > 0)
+        rm->sender = sw_hash64(ctx->addr, sender_len, m->salt ^ 0x5e);
+    if (msg->ip != NULL && msg->ip_len > 0)
+        rm->ip = sw_hash64(msg->ip, msg->ip_len, m->salt ^ 0x1b);
+}
+
+/* rm comes filled by early_keys(). */
 static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, struct rep *rep,
-                              const struct matcher_msg *msg, size_t sender_len, size_t folded_len,
+                              const struct matcher_msg *msg, size_t folded_len,
                               struct rep_msg *rm, struct verdict *v)
 {
     const struct matcher_config *cfg = &m->cfg;
     const struct url_set *urls = ctx->urls;
     struct rep_signals sig;
 
-    memset(rm, 0, sizeof(*rm));
-    rm->now_ms = msg->now_ms;
-    if (sender_len > 0)
-        rm->sender = sw_hash64(ctx->addr, sender_len, m->salt ^ 0x5e);
     size_t rl = addr_fold(ctx->rcpt, msg->recipient, msg->recipient_len);
     if (rl > 0)
         rm->recipient = sw_hash64(ctx->rcpt, rl, m->salt ^ 0x7e);
-    if (msg->ip != NULL && msg->ip_len > 0)
-        rm->ip = sw_hash64(msg->ip, msg->ip_len, m->salt ^ 0x1b);
     if (urls->n >= cfg->spread_min_urls && folded_len >= cfg->spread_min_len)
         rm->fingerprint = v->fingerprint ^ m->salt;
     unsigned dom_url[REP_MAX_DOMAINS]; /* the URL each rm->domains[] entry came from */
@@ -614,6 +621,16 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     ctx->urls->n = 0;
     ctx->urls->dropped = 0;
 
+    /* The sender and source buckets of the reputation table are random memory: start fetching
+     * them now so that the misses overlap the body scan. */
+    size_t sender_len = addr_fold(ctx->addr, msg->sender, msg->sender_len);
+    bool use_rep = rep != NULL && cfg->reputation;
+    struct rep_msg rm;
+    if (use_rep) {
+        early_keys(ctx, m, msg, sender_len, &rm);
+        rep_prefetch(rep, rm.sender, rm.ip);
+    }
+
     if (!(msg->flags & MATCHER_F_ENCRYPTED) && msg->body != NULL && msg->body_len > 0) {
         size_t in_len = msg->body_len < cfg->max_text ? msg->body_len : cfg->max_text;
         text_normalize(msg->body, in_len, ctx->norm, &tn);
@@ -640,7 +657,6 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
             out->fingerprint = sw_hash64(ctx->norm, tn.len, 0x6466u);
     }
 
-    size_t sender_len = addr_fold(ctx->addr, msg->sender, msg->sender_len);
     if (sender_len > 0) {
         if (scan_field(ctx, m, RULE_SENDER, ctx->addr, sender_len, err) != SW_OK)
             return SW_ERROR;
@@ -659,10 +675,9 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     score_hits(ctx, m, out);
     content_signals(m, ctx->urls, &tn, msg->flags, out);
 
-    struct rep_msg rm;
     bool observed = false;
-    if (rep != NULL && cfg->reputation) {
-        behaviour_signals(ctx, m, rep, msg, sender_len, folded_len, &rm, out);
+    if (use_rep) {
+        behaviour_signals(ctx, m, rep, msg, folded_len, &rm, out);
         observed = true;
     }
 

@@ -645,6 +645,15 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
     }
 }
 
+void rep_prefetch(const struct rep *rep, uint64_t sender, uint64_t ip)
+{
+    struct rep_slot s;
+    if (sender != 0)
+        rep_locate(rep, REP_KIND_SENDER, sender, &s);
+    if (ip != 0)
+        rep_locate(rep, REP_KIND_IP, ip, &s);
+}
+
 /* Adds weight to the spam history of (kind, raw). */
 static void add_spam(struct rep *rep, enum rep_kind kind, uint64_t raw, uint64_t now, double weight)
 {

@@ -76,6 +76,11 @@ struct rep_signals {
  * are only looked up here: they gain entries through rep_report_spam. Thread-safe. */
 void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals *out);
 
+/* A hint, no state change: starts fetching the buckets that rep_observe() will probe first for
+ * this sender and source address (either may be 0), so that a caller with other work to do
+ * first (the body scan) finds them in cache. */
+void rep_prefetch(const struct rep *rep, uint64_t sender, uint64_t ip);
+
 /* Feedback after a verdict of tag or drop: adds weight to the spam history of the sender, the
  * IP and every domain of msg (bad-domain history), at msg->now_ms. A weight that is not a
  * positive finite number is ignored. Thread-safe. */

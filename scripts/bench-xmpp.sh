@@ -4,13 +4,15 @@
 # into a private Prosody, each side by side with the direct path, in one run.
 #
 #   scripts/bench-xmpp.sh [--build DIR] [--quick] [--sessions N] [--messages N] [--rounds N]
-#                         [--spim-share F] [--tag-share F] [--no-prosody]
+#                         [--spim-share F] [--tag-share F] [--buffer-size N] [--no-prosody]
 #
 #   --quick        a few seconds, tiny settings: structure, not speed (the smoke test uses it)
 #   --sessions N   client sessions (default 16 into the sink, 8 into Prosody)
 #   --messages N   messages per throughput phase (default 300000 sink, 20000 Prosody)
 #   --rounds N     rounds per path, paths interleaved, median reported (default 3)
 #   --spim-share F share of drop-level spim (default 0.1); --tag-share F tag-level (0.02)
+#   --buffer-size N spimwall's limits.buffer_size and high_watermark (default 65536: a read
+#                  takes up to N bytes, so bigger means fewer system calls per message)
 #   --no-prosody   skip the Prosody part
 #
 # Builds build/bench-xmpp and build/spimwall if they are missing. Starts `bench-xmpp sink`,
@@ -32,10 +34,11 @@ MESSAGES=""
 ROUNDS=""
 SPIM_SHARE=0.1
 TAG_SHARE=0.02
+BUFFER_SIZE=65536
 USE_PROSODY=1
 
 usage() {
-    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -48,6 +51,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --spim-share) SPIM_SHARE=$2; shift 2 ;;
     --tag-share) TAG_SHARE=$2; shift 2 ;;
+    --buffer-size) BUFFER_SIZE=$2; shift 2 ;;
     --no-prosody) USE_PROSODY=0; shift ;;
     -h | --help) usage ;;
     *) echo "bench-xmpp.sh: unknown option $1" >&2; usage ;;
@@ -158,7 +162,7 @@ fi
 cat >"$tmp/spimwall.conf" <<EOF
 workers = 1;
 shutdown_grace = 1.0;
-limits = { max_per_ip = 0; };
+limits = { max_per_ip = 0; buffer_size = $BUFFER_SIZE; high_watermark = $BUFFER_SIZE; };
 admin = { enabled = false; };
 log = { level = "warn"; };
 matcher = { rules_dir = "$SOURCE_DIR/conf/rules"; lists_dir = "$SOURCE_DIR/conf/lists"; };

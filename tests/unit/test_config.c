@@ -269,8 +269,9 @@ static void test_sample_config(void **state)
 static int run_check(const char *conf, char *out, size_t cap)
 {
     const char *bdir = getenv("SW_BUILD_DIR");
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s/spimwall --check-config %s 2>&1", bdir, conf);
+    char cmd[4096];
+    int w = snprintf(cmd, sizeof(cmd), "%s/spimwall --check-config %s 2>&1", bdir, conf);
+    assert_true(w > 0 && (size_t)w < sizeof(cmd));
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, cap - 1, p);

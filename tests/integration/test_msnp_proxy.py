@@ -3,7 +3,8 @@
 spimwall's notification-server listener, reach a switchboard only through spimwall's own
 switchboard listener (XFR and RNG rewritten, routed by cookie), and chat. Ham arrives byte for
 byte, spim is tagged (X-Spam headers, byte count fixed) or dropped with the right ack
-behaviour, a bad cookie gets 911 and a malformed length 200, and other sessions go on.
+behaviour, a bad cookie gets 911 and a malformed length 200, and other sessions go on. One
+account sending the same link through many switchboards is caught by fan-out and quarantined.
 """
 import os
 import shutil
@@ -34,9 +35,13 @@ def free_port():
     return p
 
 
-def log_text():
-    with open(os.path.join(TMP, "spimwall.log"), errors="replace") as f:
+def read_text(path):
+    with open(path, errors="replace") as f:
         return f.read()
+
+
+def log_text():
+    return read_text(os.path.join(TMP, "spimwall.log"))
 
 
 def wait_for(pred, timeout=10.0):
@@ -243,6 +248,80 @@ class MsnpProxy(unittest.TestCase):
         for x in (a, c, m):
             x.close()
 
+
+    def test_fanout_detected_others_flow(self):
+        """One account opens switchboards to many contacts and sends the same link: fan-out is
+        detected, the later copies and the account's further messages are dropped, and another
+        pair's chat flows. Its own daemon, with the reputation cache on."""
+        ports = {n: free_port() for n in ("fns", "fsb", "fadmin")}
+        conf = os.path.join(TMP, "fanout.conf")
+        flog = os.path.join(TMP, "fanout.log")
+        with open(conf, "w") as f:
+            f.write("""
+workers = 1;
+admin = { bind = "127.0.0.1:%(fadmin)d"; };
+log = { level = "info"; };
+matcher = { rules_dir = "%(src)s/conf/rules"; lists_dir = "%(src)s/conf/lists"; };
+listeners = (
+  { name = "fns"; protocol = "msnp"; bind = "127.0.0.1:%(fns)d";
+    upstream = { address = "127.0.0.1:%(ns)d"; };
+    msnp = { role = "ns"; switchboard = "127.0.0.1:%(fsb)d"; }; },
+  { name = "fsb"; protocol = "msnp"; bind = "127.0.0.1:%(fsb)d"; msnp = { role = "sb"; }; }
+);
+""" % dict(ports, ns=PORTS["ns"], src=SRC))
+        with open(flog, "ab") as lf:
+            d = subprocess.Popen([SPIMWALL, "-c", conf], stdout=lf, stderr=lf)
+        opened = []
+        try:
+            self.assertTrue(wait_for(lambda: "event=started" in read_text(flog)
+                                     or d.poll() is not None, 30))
+            self.assertIsNone(d.poll())
+            contacts = [b"fan%d@example.com" % i for i in range(8)]
+            for who in contacts:  # online, so that CAL rings them
+                opened.append(login(PORTS["ns"], who))
+            a, b, asb, bsb = switchboard(ports["fns"], ports["fsb"], b"gail@example.com",
+                                         b"hank@example.com")
+            opened += [a, b, asb, bsb]
+            fan = login(ports["fns"], b"mallory@example.com")
+            opened.append(fan)
+            lure = b"hey, have a look at this http://fresh-promo.example/offer"
+            for i, who in enumerate(contacts):
+                fan.send(b"XFR %d SB\r\n" % (10 + i))
+                t, _ = fan.expect(b"XFR")
+                sb = Conn(ports["fsb"])
+                opened.append(sb)
+                sb.send(b"USR 1 mallory@example.com " + t[5] + b"\r\n")
+                self.assertEqual(sb.expect(b"USR")[0][2], b"OK")
+                sb.send(b"CAL 2 " + who + b"\r\n")
+                sb.expect(b"CAL")
+                sb.send(msg(3, b"N", lure + b" #%d" % i)[0])
+                # another pair chats meanwhile
+                asb.send(msg(10 + i, b"N", b"gail says %d" % i)[0])
+            sb.send(msg(4, b"N", b"just saying hi")[0])  # quarantined now
+            got = []
+            while len(got) < 8:
+                r = bsb.read(5)
+                self.assertIsNotNone(r, got)
+                if r[0][0] == b"MSG":
+                    got.append(r[1].split(b"\r\n\r\n", 1)[1])
+            self.assertEqual(got, [b"gail says %d" % i for i in range(8)])
+            time.sleep(0.5)
+            with open(os.path.join(TMP, "sb.log"), "rb") as f:
+                seen = f.read()
+            passed = [i for i in range(8) if lure + b" #%d" % i in seen]
+            # the first copies pass (an unknown link), the later ones are dropped
+            self.assertGreaterEqual(len(passed), 3)
+            self.assertLess(len(passed), 8)
+            self.assertEqual(passed, list(range(len(passed))))
+            self.assertNotIn(b"just saying hi", seen)
+            text = read_text(flog)
+            self.assertIn("REP_FANOUT", text)
+            self.assertIn("QUARANTINED", text)
+        finally:
+            for c in opened:
+                c.close()
+            d.kill()
+            d.wait()
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -401,18 +401,17 @@ static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_even
     metrics_inc(session_metrics(s), METRIC_MESSAGES, x->lidx, (unsigned)act);
     for (unsigned i = 0; i < v.n_reasons; i++)
         metrics_rule_hit(session_metrics(s), v.reasons[i].id);
-    char reasons[512];
-    verdict_reasons(&v, reasons, sizeof(reasons));
-    if (act != VERDICT_PASS)
-        LOG(LOG_MOD_XMPP, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
-            "listener=%s direction=%s action=%s score=%.1f reasons=%s sender=%.*s "
-            "fingerprint=%016llx",
-            x->cfg->name, dir_name(dir), verdict_action_name(act), v.score,
-            reasons[0] != '\0' ? reasons : "-", (int)(snd_len > 256 ? 256 : snd_len), snd,
-            (unsigned long long)v.fingerprint);
-
     if (act == VERDICT_PASS)
         return deliver(x, dir, ev);
+
+    char reasons[512];
+    verdict_reasons(&v, reasons, sizeof(reasons));
+    LOG(LOG_MOD_XMPP, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
+        "listener=%s direction=%s action=%s score=%.1f reasons=%s sender=%.*s "
+        "fingerprint=%016llx",
+        x->cfg->name, dir_name(dir), verdict_action_name(act), v.score,
+        reasons[0] != '\0' ? reasons : "-", (int)(snd_len > 256 ? 256 : snd_len), snd,
+        (unsigned long long)v.fingerprint);
 
     if (act == VERDICT_TAG) {
         size_t n = xmpp_c2s_build_shim(v.score, reasons, xc_out, XC_OUT_MAX);

@@ -645,13 +645,23 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
     }
 }
 
-void rep_prefetch(const struct rep *rep, uint64_t sender, uint64_t ip)
+/* The whole bucket (tag line and the seven entry lines): which way holds the key is not known
+ * until the tag line arrives, and the body scan that follows is long enough to cover all
+ * eight fetches. */
+static inline void rep_prefetch_bucket(const struct rep *rep, enum rep_kind kind, uint64_t raw)
 {
     struct rep_slot s;
+    rep_locate(rep, kind, raw, &s);
+    for (unsigned w = 0; w < REP_WAYS; w++)
+        __builtin_prefetch(&s.b->e[w], 1, 3);
+}
+
+void rep_prefetch(const struct rep *rep, uint64_t sender, uint64_t ip)
+{
     if (sender != 0)
-        rep_locate(rep, REP_KIND_SENDER, sender, &s);
+        rep_prefetch_bucket(rep, REP_KIND_SENDER, sender);
     if (ip != 0)
-        rep_locate(rep, REP_KIND_IP, ip, &s);
+        rep_prefetch_bucket(rep, REP_KIND_IP, ip);
 }
 
 /* Adds weight to the spam history of (kind, raw). */

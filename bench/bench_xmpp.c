@@ -84,6 +84,7 @@
 
 #include "bench/lib/benchutil.h"
 #include "bench/lib/corpus.h"
+#include "bench/lib/netbench.h"
 #include "matcher/hsdb.h"
 #include "matcher/matcher.h"
 #include "protocols/xmpp/xmpp_escape.h"
@@ -103,76 +104,13 @@ static const char cls_letter[CLS_N] = {'p', 't', 'd'};
 
 static volatile sig_atomic_t bx_stop;
 
-/* --- time, histogram ------------------------------------------------------------------------ */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Log-bucketed (1/64 relative error) histogram, as in bench_relay.c. */
-#define HIST_SUB_BITS 6
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_MAX_EXP 40
-#define HIST_BUCKETS ((HIST_MAX_EXP - HIST_SUB_BITS + 2) * HIST_SUB)
-
-struct bx_hist {
-    uint64_t count;
-    uint64_t b[HIST_BUCKETS];
-};
-
-static unsigned hist_index(uint64_t v)
-{
-    if (v < HIST_SUB)
-        return (unsigned)v;
-    if (v >= (1ull << HIST_MAX_EXP))
-        v = (1ull << HIST_MAX_EXP) - 1;
-    unsigned e = 63u - (unsigned)__builtin_clzll(v);
-    unsigned m = (unsigned)(v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1);
-    return (e - HIST_SUB_BITS + 1) * HIST_SUB + m;
-}
-
-static double hist_value(unsigned i)
-{
-    if (i < HIST_SUB)
-        return (double)i;
-    unsigned e = i / HIST_SUB - 1 + HIST_SUB_BITS;
-    unsigned m = i % HIST_SUB;
-    double w = (double)(1ull << (e - HIST_SUB_BITS));
-    return (double)(HIST_SUB + m) * w + w / 2;
-}
-
-static double hist_quantile(const struct bx_hist *h, double q)
-{
-    if (h->count == 0)
-        return NAN;
-    uint64_t rank = (uint64_t)ceil(q * (double)h->count), seen = 0;
-    if (rank < 1)
-        rank = 1;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->b[i];
-        if (seen >= rank)
-            return hist_value(i);
-    }
-    return hist_value(HIST_BUCKETS - 1);
-}
-
-static void hist_add(struct bx_hist *dst, const struct bx_hist *src)
-{
-    dst->count += src->count;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++)
-        dst->b[i] += src->b[i];
-}
-
 /* --- per-phase delivery statistics (the sink's shared file, or the generator's own) --------- */
 
 struct bx_phase {
     uint64_t msgs[CLS_N]; /* messages received, by the class in their id */
     uint64_t shim;        /* ... of which with SHIM headers (tagged by the proxy) */
     uint64_t first_ns, last_ns;
-    struct bx_hist lat; /* delivery latency, ns */
+    struct bench_hist lat; /* delivery latency, ns */
 };
 
 struct bx_stats {
@@ -221,44 +159,7 @@ static void stats_record(struct bx_stats *st, const char *id, size_t len, bool s
         ph->first_ns = now;
     ph->last_ns = now;
     uint64_t lat = now > ts ? now - ts : 0;
-    ph->lat.b[hist_index(lat)]++;
-    ph->lat.count++;
-}
-
-/* --- /proc ------------------------------------------------------------------------------------ */
-
-/* CPU seconds (user + system, all threads) of pid, or NAN. */
-static double proc_cpu_s(pid_t pid)
-{
-    char path[64], buf[1024];
-    if (pid <= 0)
-        return NAN;
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NAN;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return NAN;
-    unsigned long long ut = 0, st = 0;
-    int field = 2;
-    char *save = NULL;
-    for (char *tok = strtok_r(p + 1, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
-        field++;
-        if (field == 14)
-            ut = strtoull(tok, NULL, 10);
-        else if (field == 15) {
-            st = strtoull(tok, NULL, 10);
-            break;
-        }
-    }
-    if (field != 15)
-        return NAN;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+    bench_hist_record(&ph->lat, lat);
 }
 
 /* --- small helpers ---------------------------------------------------------------------------- */
@@ -271,23 +172,6 @@ static void *xmalloc(size_t n)
         exit(1);
     }
     return p;
-}
-
-static bool parse_hostport(const char *s, struct sockaddr_in *sin)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    uint64_t port;
-    if (colon == NULL || (size_t)(colon - s) >= sizeof host)
-        return false;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    if (!bench_parse_u64(colon + 1, 0, 65535, &port))
-        return false;
-    memset(sin, 0, sizeof *sin);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &sin->sin_addr) == 1;
 }
 
 static const char b64chars[] =
@@ -533,7 +417,7 @@ static int sink_event(void *ud, struct xstream *x, const struct xmpp_event *ev)
     }
     switch (ev->kind) {
     case XMPP_EL_MESSAGE: {
-        uint64_t t = now_ns();
+        uint64_t t = bench_now_ns();
         if (ev->id.set)
             stats_record(c->s->st, ev->data + ev->id.pos, ev->id.len, ev->has_shim, t);
         else
@@ -636,25 +520,6 @@ static void sink_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-static int listen_on(const char *hp, uint16_t *port_out)
-{
-    struct sockaddr_in sin;
-    if (!parse_hostport(hp, &sin))
-        return -1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    socklen_t len = sizeof sin;
-    if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == -1 ||
-        bind(fd, (struct sockaddr *)&sin, sizeof sin) == -1 || listen(fd, 1024) == -1 ||
-        getsockname(fd, (struct sockaddr *)&sin, &len) == -1) {
-        if (fd != -1)
-            close(fd);
-        return -1;
-    }
-    *port_out = ntohs(sin.sin_port);
-    return fd;
-}
-
 static int sink_main(int argc, char **argv)
 {
     const char *listen_s = "127.0.0.1:0", *port_file = NULL, *stats = NULL;
@@ -689,7 +554,7 @@ static int sink_main(int argc, char **argv)
     s.st = map;
     s.st->magic = BX_MAGIC;
     uint16_t port;
-    int lfd = listen_on(listen_s, &port);
+    int lfd = bench_listen_on(listen_s, &port);
     if (lfd == -1) {
         fprintf(stderr, "bench-xmpp sink: cannot listen on %s: %s\n", listen_s,
                 strerror(errno));
@@ -1174,7 +1039,7 @@ static int sess_event(void *ud, struct xstream *x, const struct xmpp_event *ev)
                 }
             }
         } else if (ev->id.set) {
-            uint64_t t = now_ns();
+            uint64_t t = bench_now_ns();
             stats_record(&g->local, ev->data + ev->id.pos, ev->id.len, ev->has_shim, t);
             g->last_progress_ns = t;
         }
@@ -1194,7 +1059,7 @@ static bool sess_next_chunk(struct sess *ss)
     if (can == 0)
         return false;
     size_t i = ss->next, j = i;
-    uint64_t ts = now_ns();
+    uint64_t ts = bench_now_ns();
     while (j < r->n && (uint64_t)(j - i) < can &&
            (j == i || r->off[j + 1] - r->off[i] <= BX_CHUNK)) {
         ring_stamp(r, j, g->phase, ts);
@@ -1350,7 +1215,7 @@ static void pace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct gen *g = w->data;
     (void)loop;
     (void)revents;
-    double el = (double)(now_ns() - g->start_ns) * 1e-9;
+    double el = (double)(bench_now_ns() - g->start_ns) * 1e-9;
     double per = g->o->lat_rate / g->ready;
     for (unsigned i = 0; i < g->n; i++) {
         struct sess *ss = &g->s[i];
@@ -1367,7 +1232,7 @@ struct phase_result {
     uint64_t sent, sent_cls[CLS_N], recv_cls[CLS_N], shim, bounced[CLS_N];
     double wall_s, msgs_per_s, sw_cpu_s, server_cpu_s;
     double phase_s, gen_cpu_s; /* whole phase (start to last sync), load generator's CPU */
-    struct bx_hist lat;
+    struct bench_hist lat;
 };
 
 /* Runs one phase on the logged-in sessions: total messages, paced at rate (0: flat out). */
@@ -1384,9 +1249,9 @@ static void gen_phase(struct gen *g, struct bx_stats *remote, uint64_t total, do
     /* the sink outlives runs: count what this phase adds to its counters */
     static struct bx_phase before;
     memcpy(&before, &st->ph[g->phase], sizeof before);
-    double cpu0 = proc_cpu_s(o->sw_pid), scpu0 = proc_cpu_s(o->server_pid);
-    double gcpu0 = proc_cpu_s(getpid());
-    g->start_ns = now_ns();
+    double cpu0 = bench_proc_cpu_s(o->sw_pid), scpu0 = bench_proc_cpu_s(o->server_pid);
+    double gcpu0 = bench_proc_cpu_s(getpid());
+    g->start_ns = bench_now_ns();
     g->last_progress_ns = g->start_ns;
     for (unsigned i = 0; i < g->n; i++) {
         struct sess *ss = &g->s[i];
@@ -1410,7 +1275,7 @@ static void gen_phase(struct gen *g, struct bx_stats *remote, uint64_t total, do
         ev_timer_start(g->loop, &g->guard);
         ev_run(g->loop, EVRUN_ONCE);
         ev_timer_stop(g->loop, &g->guard);
-        if ((double)(now_ns() - g->start_ns) * 1e-9 > limit) {
+        if ((double)(bench_now_ns() - g->start_ns) * 1e-9 > limit) {
             timed_out = true;
             break;
         }
@@ -1429,7 +1294,7 @@ static void gen_phase(struct gen *g, struct bx_stats *remote, uint64_t total, do
                 g->bounced[CLS_DROP] + ph->msgs[CLS_DROP] - before.msgs[CLS_DROP] >=
                     g->sent[CLS_DROP])
                 break;
-            if (now_ns() - g->last_progress_ns > 3000000000ull || bx_stop)
+            if (bench_now_ns() - g->last_progress_ns > 3000000000ull || bx_stop)
                 break;
             ev_timer_init(&g->guard, gen_stop_cb, 0.05, 0);
             ev_timer_start(g->loop, &g->guard);
@@ -1438,8 +1303,8 @@ static void gen_phase(struct gen *g, struct bx_stats *remote, uint64_t total, do
         }
     } else {
         /* bounces travel back while the pings do; give stragglers a moment */
-        uint64_t t0 = now_ns();
-        while (g->bounced[CLS_DROP] < g->sent[CLS_DROP] && now_ns() - t0 < 1000000000ull &&
+        uint64_t t0 = bench_now_ns();
+        while (g->bounced[CLS_DROP] < g->sent[CLS_DROP] && bench_now_ns() - t0 < 1000000000ull &&
                !bx_stop && !timed_out) {
             ev_timer_init(&g->guard, gen_stop_cb, 0.02, 0);
             ev_timer_start(g->loop, &g->guard);
@@ -1447,9 +1312,9 @@ static void gen_phase(struct gen *g, struct bx_stats *remote, uint64_t total, do
             ev_timer_stop(g->loop, &g->guard);
         }
     }
-    double cpu1 = proc_cpu_s(o->sw_pid), scpu1 = proc_cpu_s(o->server_pid);
-    res->gen_cpu_s = proc_cpu_s(getpid()) - gcpu0;
-    res->phase_s = (double)(now_ns() - g->start_ns) * 1e-9;
+    double cpu1 = bench_proc_cpu_s(o->sw_pid), scpu1 = bench_proc_cpu_s(o->server_pid);
+    res->gen_cpu_s = bench_proc_cpu_s(getpid()) - gcpu0;
+    res->phase_s = (double)(bench_now_ns() - g->start_ns) * 1e-9;
     const struct bx_phase *ph = &st->ph[g->phase];
     res->ran = true;
     for (int c = 0; c < CLS_N; c++) {
@@ -1466,7 +1331,7 @@ static void gen_phase(struct gen *g, struct bx_stats *remote, uint64_t total, do
     res->sw_cpu_s = cpu1 - cpu0;
     res->server_cpu_s = scpu1 - scpu0;
     res->lat.count = ph->lat.count - before.lat.count;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+    for (unsigned i = 0; i < BENCH_HIST_BUCKETS; i++)
         res->lat.b[i] = ph->lat.b[i] - before.lat.b[i];
     res->ok = !timed_out && g->dead == 0 && g->synced == g->ready;
     if (timed_out)
@@ -1805,7 +1670,7 @@ static int run_main(int argc, char **argv)
                     agg.bounced[c] += r->bounced[c];
                 }
                 agg.shim += r->shim;
-                hist_add(&agg.lat, &r->lat);
+                bench_hist_add(&agg.lat, &r->lat);
                 rates[round] = r->msgs_per_s;
                 util[0][round] = r->sw_cpu_s / r->phase_s;
                 util[1][round] = r->server_cpu_s / r->phase_s;
@@ -1849,13 +1714,13 @@ static int run_main(int argc, char **argv)
             bench_json_double(&j, "msgs_per_s", rate);
             if (k == 1)
                 bench_json_double(&j, "offered_rate", o.lat_rate);
-            bench_json_double(&j, "p50_us", hist_quantile(&agg.lat, 0.5) / 1e3);
-            bench_json_double(&j, "p99_us", hist_quantile(&agg.lat, 0.99) / 1e3);
+            bench_json_double(&j, "p50_us", bench_hist_quantile(&agg.lat, 0.5) / 1e3);
+            bench_json_double(&j, "p99_us", bench_hist_quantile(&agg.lat, 0.99) / 1e3);
             if (k == 1 && pi == 1) {
                 bench_json_double(&j, "added_p50_us",
-                                  hist_quantile(&agg.lat, 0.5) / 1e3 - p50[0]);
+                                  bench_hist_quantile(&agg.lat, 0.5) / 1e3 - p50[0]);
                 bench_json_double(&j, "added_p99_us",
-                                  hist_quantile(&agg.lat, 0.99) / 1e3 - p99[0]);
+                                  bench_hist_quantile(&agg.lat, 0.99) / 1e3 - p99[0]);
             }
             bench_json_double(&j, "sw_cpu_s_per_msg", cpu);
             bench_json_double(&j, "server_cpu_s_per_msg", scpu);
@@ -1871,8 +1736,8 @@ static int run_main(int argc, char **argv)
                 cpu_med[pi] = cpu;
                 scpu_med[pi] = scpu;
             } else {
-                p50[pi] = hist_quantile(&agg.lat, 0.5) / 1e3;
-                p99[pi] = hist_quantile(&agg.lat, 0.99) / 1e3;
+                p50[pi] = bench_hist_quantile(&agg.lat, 0.5) / 1e3;
+                p99[pi] = bench_hist_quantile(&agg.lat, 0.99) / 1e3;
             }
         }
     }
@@ -1936,7 +1801,7 @@ static int ports_main(int argc, char **argv)
     int fds[64];
     for (unsigned i = 0; i < n; i++) {
         uint16_t port;
-        fds[i] = listen_on("127.0.0.1:0", &port);
+        fds[i] = bench_listen_on("127.0.0.1:0", &port);
         if (fds[i] == -1) {
             fprintf(stderr, "bench-xmpp ports: %s\n", strerror(errno));
             return 1;

@@ -140,6 +140,9 @@ struct ms {
 
 static _Thread_local uint8_t ms_out[MS_OUT_MAX];
 static _Thread_local char ms_text[MS_TEXT_MAX];
+/* the MIME view of the MSG being judged: too big for the stack, and one per worker is enough
+ * (on_msg never runs twice at once on a thread) */
+static _Thread_local struct msnp_mime ms_mime;
 
 static const char *dir_name(enum session_dir dir)
 {
@@ -330,12 +333,10 @@ static int on_msg(struct ms *x, enum session_dir dir, const struct msnp_event *e
     }
     if (session_room(s, dir) < MS_ROOM || session_room(s, SESSION_S2C) < MS_ROOM)
         return MS_WAIT;
-    struct msnp_mime *m = malloc(sizeof(*m));
-    if (m == NULL)
-        return SW_ERROR;
+    struct msnp_mime *m = &ms_mime;
     const uint8_t *pay = ev->data + ev->payload.pos;
     if (msnp_mime_parse(pay, ev->payload.len, NULL, m) != SW_OK) {
-        free(m); /* not MIME: binary or broken; nothing to read, pass it on */
+        /* not MIME: binary or broken; nothing to read, pass it on */
         return session_forward(s, dir, ev->size);
     }
     const char *sender = dir == SESSION_C2S ? x->me : (const char *)ev->data + ml.email.pos;
@@ -351,10 +352,8 @@ static int on_msg(struct ms *x, enum session_dir dir, const struct msnp_event *e
         int rc =
             msnp_chunks_add(&x->chunks[dir], session_now_ms(s), (const uint8_t *)sender, sender_len,
                             pay, ev->payload.len, m, (uint8_t *)ms_text, sizeof(ms_text), &got);
-        if (rc != SW_OK) {
-            free(m);
+        if (rc != SW_OK)
             return session_forward(s, dir, ev->size);
-        }
         text = ms_text;
         text_len = got;
         what = "chunked_im";
@@ -368,14 +367,11 @@ static int on_msg(struct ms *x, enum session_dir dir, const struct msnp_event *e
         text = ms_text;
         what = "file";
     }
-    if (text == NULL) {
-        free(m); /* typing, caps, emoticons, P2P data: not scanned */
+    if (text == NULL) /* typing, caps, emoticons, P2P data: not scanned */
         return session_forward(s, dir, ev->size);
-    }
     struct verdict v;
     enum verdict_action act = classify(x, dir, sender, sender_len, text, text_len, what, &v);
     size_t body_pos = m->body_pos;
-    free(m);
     if (act == VERDICT_TAG && !chunked && strcmp(what, "im") == 0) {
         char reasons[512];
         verdict_reasons(&v, reasons, sizeof(reasons));

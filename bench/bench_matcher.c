@@ -1010,6 +1010,23 @@ static hs_database_t *cost_compile(const char *const *exprs, const unsigned *fla
     return db;
 }
 
+/* Compiles exprs[0..n) into one database and returns its cost_scan() figure, or < 0 with err. */
+static double cost_of(const char *const *exprs, const unsigned *flags, size_t n,
+                      hs_scratch_t **scratch, const struct prepared_corpus *pc, size_t msgs,
+                      uint64_t reps, struct sw_err *err)
+{
+    hs_database_t *db = cost_compile(exprs, flags, n, err);
+    if (db == NULL)
+        return -1;
+    double ns = -1;
+    if (hs_alloc_scratch(db, scratch) != HS_SUCCESS)
+        sw_err_set(err, "hs_alloc_scratch failed");
+    else if ((ns = cost_scan(db, *scratch, pc, msgs, reps)) < 0)
+        sw_err_set(err, "hs_scan failed");
+    hs_free_database(db);
+    return ns;
+}
+
 static int rule_cost(const struct options *o, const struct rule_files *rf,
                      const struct prepared_corpus *pc, uint64_t size, struct sw_err *err)
 {
@@ -1063,20 +1080,9 @@ static int rule_cost(const struct options *o, const struct rule_files *rf,
 
     double total_alone = 0;
     for (size_t i = 0; i < nb; i++) {
-        hs_database_t *db = cost_compile(&exprs[i], &flags[i], 1, err);
-        if (db == NULL)
+        lines[i].ns = cost_of(&exprs[i], &flags[i], 1, &scratch, pc, n, o->reps, err);
+        if (lines[i].ns < 0)
             goto done;
-        if (hs_alloc_scratch(db, &scratch) != HS_SUCCESS) {
-            hs_free_database(db);
-            sw_err_set(err, "hs_alloc_scratch failed");
-            goto done;
-        }
-        lines[i].ns = cost_scan(db, scratch, pc, n, o->reps);
-        hs_free_database(db);
-        if (lines[i].ns < 0) {
-            sw_err_set(err, "hs_scan failed");
-            goto done;
-        }
         total_alone += lines[i].ns;
         printf("{\"rule_cost\":\"%s\",\"size\":%llu,\"messages\":%zu,\"ns_per_msg\":%.1f}\n",
                lines[i].id, (unsigned long long)size, n, lines[i].ns);
@@ -1088,16 +1094,9 @@ static int rule_cost(const struct options *o, const struct rule_files *rf,
     for (size_t s = 0; s < N_OF(sets); s++) {
         if (sets[s].count == 0)
             continue;
-        hs_database_t *db = cost_compile(exprs, flags, sets[s].count, err);
-        if (db == NULL)
+        double ns = cost_of(exprs, flags, sets[s].count, &scratch, pc, n, o->reps, err);
+        if (ns < 0)
             goto done;
-        if (hs_alloc_scratch(db, &scratch) != HS_SUCCESS) {
-            hs_free_database(db);
-            sw_err_set(err, "hs_alloc_scratch failed");
-            goto done;
-        }
-        double ns = cost_scan(db, scratch, pc, n, o->reps);
-        hs_free_database(db);
         printf("{\"rule_cost\":\"%s\",\"size\":%llu,\"messages\":%zu,\"patterns\":%zu,"
                "\"ns_per_msg\":%.1f,\"sum_of_alone_ns\":%.1f}\n",
                sets[s].name, (unsigned long long)size, n, sets[s].count, ns, total_alone);

@@ -80,40 +80,6 @@
 enum { CLS_PASS, CLS_TAG, CLS_DROP, CLS_N };
 static const char cls_letter[CLS_N] = {'p', 't', 'd'};
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (p == NULL) {
-        fprintf(stderr, "bench-msnp: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-static void sb_put(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
-{
-    if (*len + n > *cap) {
-        *cap = (*len + n) * 2 + 4096;
-        char *nb = realloc(*buf, *cap);
-        if (nb == NULL) {
-            fprintf(stderr, "bench-msnp: out of memory\n");
-            exit(1);
-        }
-        *buf = nb;
-    }
-    memcpy(*buf + *len, s, n);
-    *len += n;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* --- delivery statistics (the sink's) ----------------------------------------------------- */
 
 struct bm_phase {
@@ -152,10 +118,10 @@ static void stats_record(const uint8_t *pay, size_t len, uint64_t now)
         if (id[0] == cls_letter[c])
             cls = c;
     }
-    int p1 = hexval(id[1]), p2 = hexval(id[2]);
+    int p1 = bench_hexval(id[1]), p2 = bench_hexval(id[2]);
     uint64_t ts = 0;
     for (int i = 3; i < BM_TAG_LEN && cls >= 0; i++) {
-        int v = hexval(id[i]);
+        int v = bench_hexval(id[i]);
         if (v < 0)
             cls = -1;
         ts = ts << 4 | (uint64_t)(v < 0 ? 0 : v);
@@ -296,7 +262,7 @@ static void sink_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         c->fd = fd;
         c->in_cap = 1u << 17;
-        c->in = xmalloc(c->in_cap);
+        c->in = bench_xmalloc(c->in_cap);
         struct msnp_limits lim;
         msnp_limits_default(&lim);
         lim.payload_max = 1u << 20;
@@ -370,30 +336,11 @@ static int classify(struct traffic *t, const char *sender, const char *recipient
 
 static int traffic_build(struct traffic *t, const struct opts *o)
 {
-    struct sw_err err;
-    char rules[4096], lists[4096];
-    snprintf(rules, sizeof rules, "%s/rules", o->conf);
-    snprintf(lists, sizeof lists, "%s/lists", o->conf);
-    struct ruleload_opts ro;
-    ruleload_opts_init(&ro);
-    ro.rules_dir = rules;
-    ro.lists_dir = lists;
-    struct ruleload_info info;
-    struct hsdb *db = ruleload_build(&ro, &info, &err);
-    if (db == NULL) {
-        fprintf(stderr, "bench-msnp: rules: %s\n", err.msg);
-        return -1;
-    }
-    struct matcher_config mc;
-    matcher_config_defaults(&mc);
-    mc.reputation = false; /* as in the spimwall config the script writes */
-    t->m = matcher_new(db, &mc, &err);
-    hsdb_unref(db);
+    size_t n_rules = 0;
+    t->m = bench_matcher_load("bench-msnp", o->conf, &n_rules);
     t->ctx = matcher_ctx_new();
-    if (t->m == NULL || t->ctx == NULL) {
-        fprintf(stderr, "bench-msnp: matcher: %s\n", t->m == NULL ? err.msg : "out of memory");
+    if (t->m == NULL || t->ctx == NULL)
         return -1;
-    }
 
     /* pools of corpus bodies by verdict; spim over-represented so that every pool fills */
     struct corpus_config cc;
@@ -407,7 +354,7 @@ static int traffic_build(struct traffic *t, const struct opts *o)
         return -1;
     size_t *pool[CLS_N], npool[CLS_N] = {0};
     for (int c = 0; c < CLS_N; c++)
-        pool[c] = xmalloc(corpus->n * sizeof *pool[c]);
+        pool[c] = bench_xmalloc(corpus->n * sizeof *pool[c]);
     char sender[64], recipient[64];
     passport(0, sender, sizeof sender);
     passport(1, recipient, sizeof recipient);
@@ -438,11 +385,11 @@ static int traffic_build(struct traffic *t, const struct opts *o)
         struct ring *r = &t->rings[s];
         size_t cap = 0;
         r->n = o->ring;
-        r->off = xmalloc((r->n + 1) * sizeof *r->off);
-        r->tag_pos = xmalloc(r->n * sizeof *r->tag_pos);
-        r->body_off = xmalloc(r->n * sizeof *r->body_off);
-        r->body_len = xmalloc(r->n * sizeof *r->body_len);
-        r->cls = xmalloc(r->n);
+        r->off = bench_xmalloc((r->n + 1) * sizeof *r->off);
+        r->tag_pos = bench_xmalloc(r->n * sizeof *r->tag_pos);
+        r->body_off = bench_xmalloc(r->n * sizeof *r->body_off);
+        r->body_len = bench_xmalloc(r->n * sizeof *r->body_len);
+        r->cls = bench_xmalloc(r->n);
         for (size_t i = 0; i < r->n; i++) {
             double u = bench_rng_unit(&rng);
             int c = u < o->spim_share                  ? CLS_DROP
@@ -464,12 +411,12 @@ static int traffic_build(struct traffic *t, const struct opts *o)
             char line[64];
             int ln = snprintf(line, sizeof line, "MSG %zu U %zu\r\n", i % 100000 + 1, plen);
             r->off[i] = r->len;
-            sb_put(&r->buf, &r->len, &cap, line, (size_t)ln);
+            bench_buf_put(&r->buf, &r->len, &cap, line, (size_t)ln);
             r->tag_pos[i] = r->len + (size_t)hn - 4 - BM_TAG_LEN;
-            sb_put(&r->buf, &r->len, &cap, head, (size_t)hn);
+            bench_buf_put(&r->buf, &r->len, &cap, head, (size_t)hn);
             r->body_off[i] = r->len;
             r->body_len[i] = m->body_len;
-            sb_put(&r->buf, &r->len, &cap, m->body, m->body_len);
+            bench_buf_put(&r->buf, &r->len, &cap, m->body, m->body_len);
         }
         r->off[r->n] = r->len;
     }
@@ -478,21 +425,14 @@ static int traffic_build(struct traffic *t, const struct opts *o)
     corpus_free(corpus);
     fprintf(stderr,
             "bench-msnp: %zu rules; ring of %zu messages per session, %.0f bytes on average\n",
-            info.n_rules, o->ring,
+            n_rules, o->ring,
             (double)t->rings[0].len / (double)(t->rings[0].n > 0 ? t->rings[0].n : 1));
     return 0;
 }
 
 static void ring_stamp(struct ring *r, size_t i, unsigned phase, uint64_t ts)
 {
-    static const char hex[] = "0123456789abcdef";
-    char *p = r->buf + r->tag_pos[i] + 1;
-    p[0] = hex[phase >> 4 & 15];
-    p[1] = hex[phase & 15];
-    for (int k = 15; k >= 0; k--) {
-        p[2 + k] = hex[ts & 15];
-        ts >>= 4;
-    }
+    bench_stamp_hex(r->buf + r->tag_pos[i] + 1, phase, ts);
 }
 
 /* --- parse-only and scan-only ------------------------------------------------------------- */
@@ -596,15 +536,6 @@ struct gen {
     unsigned rr;
 };
 
-static void io_want(struct ev_loop *loop, ev_io *w, int events)
-{
-    if (ev_is_active(w) && (w->events & (EV_READ | EV_WRITE)) == events)
-        return;
-    ev_io_stop(loop, w);
-    ev_io_set(w, w->fd, events);
-    ev_io_start(loop, w);
-}
-
 static void sess_kill(struct sess *ss)
 {
     if (ss->st == S_DEAD)
@@ -671,11 +602,11 @@ static void sess_pump(struct sess *ss)
             return;
         }
         if (rc == 1) {
-            io_want(ss->g->loop, &ss->io, EV_READ | EV_WRITE);
+            bench_io_want(ss->g->loop, &ss->io, EV_READ | EV_WRITE);
             return;
         }
         if (ss->g->paced || !sess_next_chunk(ss, UINT64_MAX)) {
-            io_want(ss->g->loop, &ss->io, EV_READ);
+            bench_io_want(ss->g->loop, &ss->io, EV_READ);
             return;
         }
     }
@@ -740,7 +671,7 @@ static void sess_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         ss->st = S_USR;
-        io_want(ss->g->loop, &ss->io, EV_READ);
+        bench_io_want(ss->g->loop, &ss->io, EV_READ);
         return;
     }
     if (revents & EV_READ)
@@ -1172,32 +1103,12 @@ static int run_main(int argc, char **argv)
     return all_ok && g_foreign == 0 ? 0 : 1;
 }
 
-static int ports_main(int argc, char **argv)
-{
-    uint64_t n;
-    if (argc != 1 || !bench_parse_u64(argv[0], 1, 64, &n)) {
-        fprintf(stderr, "usage: bench-msnp ports N\n");
-        return 2;
-    }
-    int fds[64];
-    for (uint64_t i = 0; i < n; i++) {
-        uint16_t port;
-        fds[i] = bench_listen_on("127.0.0.1:0", &port);
-        if (fds[i] == -1)
-            return 1;
-        printf("%u\n", port);
-    }
-    for (uint64_t i = 0; i < n; i++)
-        close(fds[i]);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "run") == 0)
         return run_main(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "ports") == 0)
-        return ports_main(argc - 2, argv + 2);
+        return bench_ports_main("bench-msnp", argc - 2, argv + 2);
     fprintf(stderr, "usage: bench-msnp run ... | bench-msnp ports N\n");
     return 2;
 }

@@ -69,6 +69,7 @@
 #include <openssl/ssl.h>
 
 #include "bench/lib/benchutil.h"
+#include "bench/lib/netbench.h"
 
 #define PROTO_DISCARD 'T'
 #define PROTO_ECHO 'E'
@@ -108,105 +109,7 @@ static void relay_sleep(double s)
     }
 }
 
-/* --- histogram ------------------------------------------------------------------------------- *
- * HDR-like: values below 64 ns have their own bucket; above, a bucket per (power of two, top six
- * mantissa bits), so any value is recorded within 1/64 (1.6 %) of itself. 2304 buckets cover
- * up to 2^40 ns (18 minutes). */
-#define HIST_SUB_BITS 6
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_MAX_EXP 40
-#define HIST_BUCKETS ((HIST_MAX_EXP - HIST_SUB_BITS + 2) * HIST_SUB)
-
-struct relay_hist {
-    uint64_t count;
-    uint64_t buckets[HIST_BUCKETS];
-};
-
-static unsigned hist_index(uint64_t v)
-{
-    if (v < HIST_SUB)
-        return (unsigned)v;
-    if (v >= (1ull << HIST_MAX_EXP))
-        v = (1ull << HIST_MAX_EXP) - 1;
-    unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= HIST_SUB_BITS */
-    unsigned m = (unsigned)(v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1);
-    return (e - HIST_SUB_BITS + 1) * HIST_SUB + m;
-}
-
-/* Midpoint of bucket i, in the recorded unit. */
-static double hist_value(unsigned i)
-{
-    if (i < HIST_SUB)
-        return (double)i;
-    unsigned e = i / HIST_SUB - 1 + HIST_SUB_BITS;
-    unsigned m = i % HIST_SUB;
-    double lo = (double)(HIST_SUB + m) * (double)(1ull << (e - HIST_SUB_BITS));
-    double width = (double)(1ull << (e - HIST_SUB_BITS));
-    return lo + width / 2;
-}
-
-static void hist_record(struct relay_hist *h, uint64_t v)
-{
-    h->buckets[hist_index(v)]++;
-    h->count++;
-}
-
-/* Value at quantile q (0..1): the bucket holding the ceil(q * count)-th smallest sample. NAN
- * when empty. */
-static double hist_quantile(const struct relay_hist *h, double q)
-{
-    if (h->count == 0)
-        return NAN;
-    uint64_t rank = (uint64_t)ceil(q * (double)h->count);
-    if (rank < 1)
-        rank = 1;
-    uint64_t seen = 0;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->buckets[i];
-        if (seen >= rank)
-            return hist_value(i);
-    }
-    return hist_value(HIST_BUCKETS - 1);
-}
-
 /* --- /proc ------------------------------------------------------------------------------------ */
-
-/* CPU seconds (user + system, all threads) of process pid, or NAN if unreadable. */
-static double proc_cpu_s(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NAN;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* The command name (field 2) may hold spaces; fields after the last ')' are plain. */
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return NAN;
-    p++;
-    /* Field 3 is the state; utime and stime are fields 14 and 15. */
-    unsigned long long ut = 0, st = 0;
-    int field = 2;
-    char *save = NULL;
-    for (char *tok = strtok_r(p, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
-        field++;
-        if (field == 14)
-            ut = strtoull(tok, NULL, 10);
-        else if (field == 15) {
-            st = strtoull(tok, NULL, 10);
-            break;
-        }
-    }
-    if (field != 15)
-        return NAN;
-    long hz = sysconf(_SC_CLK_TCK);
-    if (hz <= 0)
-        hz = 100;
-    return (double)(ut + st) / (double)hz;
-}
 
 /* Resident set of process pid in KiB (VmRSS), or -1 if unreadable. */
 static long proc_rss_kib(pid_t pid)
@@ -375,24 +278,6 @@ static void print_ssl_errors(const char *what)
         ERR_error_string_n(e, buf, sizeof buf);
         fprintf(stderr, "bench-relay: %s: %s\n", what, buf);
     }
-}
-
-/* "host:port" (IPv4, numeric) into *sin. */
-static bool parse_hostport(const char *s, struct sockaddr_in *sin)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || (size_t)(colon - s) >= sizeof host)
-        return false;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    uint64_t port;
-    if (!bench_parse_u64(colon + 1, 0, 65535, &port))
-        return false;
-    memset(sin, 0, sizeof *sin);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &sin->sin_addr) == 1;
 }
 
 /* ============================================================================================ *
@@ -639,7 +524,7 @@ static int sink_main(int argc, char **argv)
         goto usage;
 
     struct sockaddr_in sin;
-    if (!parse_hostport(listen_at, &sin)) {
+    if (!bench_parse_hostport(listen_at, &sin)) {
         fprintf(stderr, "bench-relay sink: bad --listen %s\n", listen_at);
         return 2;
     }
@@ -789,7 +674,7 @@ struct lg_case {
     long rss0, rss1;
     double setup_s;
     uint64_t exchanges;
-    struct relay_hist *hist;
+    struct bench_hist *hist;
     bool timed_out;
 };
 
@@ -946,7 +831,7 @@ static int lg_conn_step(struct lg_conn *c)
         /* MODE_LATENCY: one exchange done; start the next at once */
         uint64_t now = relay_now_ns();
         if (k->measuring) {
-            hist_record(k->hist, now - c->t_send);
+            bench_hist_record(k->hist, now - c->t_send);
             k->exchanges++;
         }
         c->t_send = now;
@@ -1035,9 +920,9 @@ static void lg_snapshot(struct lg_case *k, bool end)
 {
     double t = bench_wall_now();
     uint64_t b = sink_stat(k->o, STAT_BYTES);
-    double cpu = k->path->pid > 0 ? proc_cpu_s(k->path->pid) : NAN;
+    double cpu = k->path->pid > 0 ? bench_proc_cpu_s(k->path->pid) : NAN;
     double self = self_cpu_s();
-    double sink = k->o->sink_pid > 0 ? proc_cpu_s(k->o->sink_pid) : NAN;
+    double sink = k->o->sink_pid > 0 ? bench_proc_cpu_s(k->o->sink_pid) : NAN;
     if (end) {
         k->t1 = t;
         k->bytes1 = b;
@@ -1125,7 +1010,7 @@ struct relay_result {
  * MODE_LATENCY, so that rounds accumulate), r->p* are left NAN. Returns 0, or -1 if the case
  * could not run at all. */
 static int lg_run_case(const struct relay_opts *o, struct ev_loop *loop, SSL_CTX *tls,
-                       const struct relay_path *p, enum relay_mode mode, struct relay_hist *hist,
+                       const struct relay_path *p, enum relay_mode mode, struct bench_hist *hist,
                        struct relay_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -1479,7 +1364,7 @@ static int run_main(int argc, char **argv)
         goto usage;
     char hp[96];
     snprintf(hp, sizeof hp, "%s:0", host);
-    if (!parse_hostport(hp, &o.host)) {
+    if (!bench_parse_hostport(hp, &o.host)) {
         fprintf(stderr, "bench-relay run: bad --host %s\n", host);
         return 2;
     }
@@ -1523,7 +1408,7 @@ static int run_main(int argc, char **argv)
     static struct relay_result res[2][MODE_COUNT][RELAY_MAX_PATHS];
     int rc = 0;
 
-    struct relay_hist *hists = calloc(RELAY_MAX_PATHS, sizeof *hists);
+    struct bench_hist *hists = calloc(RELAY_MAX_PATHS, sizeof *hists);
     if (hists == NULL)
         return 1;
     for (unsigned t = 0; t < 2; t++) {
@@ -1603,9 +1488,9 @@ static int run_main(int argc, char **argv)
                     r->gbit = median_of(gbit[pi], rounds);
                     r->cpu_per_gb = median_of(cpu[pi], rounds);
                 } else if (m == MODE_LATENCY) {
-                    r->p50 = hist_quantile(&hists[pi], 0.50) / 1e3;
-                    r->p99 = hist_quantile(&hists[pi], 0.99) / 1e3;
-                    r->p999 = hist_quantile(&hists[pi], 0.999) / 1e3;
+                    r->p50 = bench_hist_quantile(&hists[pi], 0.50) / 1e3;
+                    r->p99 = bench_hist_quantile(&hists[pi], 0.99) / 1e3;
+                    r->p999 = bench_hist_quantile(&hists[pi], 0.999) / 1e3;
                 }
                 print_case(&o, o.paths[pi].name, t, (enum relay_mode)m, r,
                            m == MODE_LATENCY && pi > 0 ? &res[t][m][0] : NULL, rounds, lo, hi);

@@ -119,15 +119,6 @@ struct bx_stats {
     struct bx_phase ph[BX_PHASES];
 };
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Records one received message whose raw id is id[0..len) into st. */
 static void stats_record(struct bx_stats *st, const char *id, size_t len, bool shim,
                          uint64_t now)
@@ -137,10 +128,10 @@ static void stats_record(struct bx_stats *st, const char *id, size_t len, bool s
         if (id[0] == cls_letter[c])
             cls = c;
     }
-    int p1 = len == BX_ID_LEN ? hexval(id[1]) : -1, p2 = len == BX_ID_LEN ? hexval(id[2]) : -1;
+    int p1 = len == BX_ID_LEN ? bench_hexval(id[1]) : -1, p2 = len == BX_ID_LEN ? bench_hexval(id[2]) : -1;
     uint64_t ts = 0;
     for (size_t i = 3; i < len && cls >= 0; i++) {
-        int v = hexval(id[i]);
+        int v = bench_hexval(id[i]);
         if (v < 0) {
             cls = -1;
             break;
@@ -163,16 +154,6 @@ static void stats_record(struct bx_stats *st, const char *id, size_t len, bool s
 }
 
 /* --- small helpers ---------------------------------------------------------------------------- */
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (p == NULL) {
-        fprintf(stderr, "bench-xmpp: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
 
 static const char b64chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -249,7 +230,7 @@ static void xs_init(struct xstream *x, int fd)
     x->fd = fd;
     xmpp_parser_init(&x->p, NULL);
     x->in_cap = 65536;
-    x->in = xmalloc(x->in_cap);
+    x->in = bench_xmalloc(x->in_cap);
 }
 
 static void xs_deinit(struct xstream *x)
@@ -350,15 +331,6 @@ static int xs_read(struct xstream *x,
             break;
     }
     return 0;
-}
-
-static void io_want(struct ev_loop *loop, ev_io *w, int events)
-{
-    if (ev_is_active(w) && (w->events & (EV_READ | EV_WRITE)) == events)
-        return;
-    ev_io_stop(loop, w);
-    ev_io_set(w, w->fd, events);
-    ev_io_start(loop, w);
 }
 
 /* ============================================================================================ *
@@ -486,7 +458,7 @@ static void sink_conn_cb(struct ev_loop *loop, ev_io *w, int revents)
         sink_conn_free(c);
         return;
     }
-    io_want(loop, &c->x.io, f == 1 ? EV_READ | EV_WRITE : EV_READ);
+    bench_io_want(loop, &c->x.io, f == 1 ? EV_READ | EV_WRITE : EV_READ);
 }
 
 static void sink_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -634,21 +606,6 @@ struct traffic {
     char header[512];   /* the stream header the sessions send, for parse-only */
 };
 
-static void sb_put(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
-{
-    if (*len + n > *cap) {
-        *cap = (*len + n) * 2 + 4096;
-        char *nb = realloc(*buf, *cap);
-        if (nb == NULL) {
-            fprintf(stderr, "bench-xmpp: out of memory\n");
-            exit(1);
-        }
-        *buf = nb;
-    }
-    memcpy(*buf + *len, s, n);
-    *len += n;
-}
-
 static int classify(struct traffic *t, const char *sender, const char *recipient,
                     const char *body, size_t len, struct verdict *v)
 {
@@ -674,33 +631,14 @@ static void jid_of(const struct opts *o, unsigned i, char *out, size_t cap, bool
 
 static int traffic_build(struct traffic *t, const struct opts *o)
 {
-    struct sw_err err;
-    char rules[4096], lists[4096];
-    snprintf(rules, sizeof rules, "%s/rules", o->conf);
-    snprintf(lists, sizeof lists, "%s/lists", o->conf);
-    struct ruleload_opts ro;
-    ruleload_opts_init(&ro);
-    ro.rules_dir = rules;
-    ro.lists_dir = lists;
-    struct ruleload_info info;
-    struct hsdb *db = ruleload_build(&ro, &info, &err);
-    if (db == NULL) {
-        fprintf(stderr, "bench-xmpp: rules: %s\n", err.msg);
+    size_t n_rules = 0;
+    t->m = bench_matcher_load("bench-xmpp", o->conf, &n_rules);
+    if (t->m == NULL)
         return -1;
-    }
-    struct matcher_config mc;
-    matcher_config_defaults(&mc);
-    mc.reputation = false; /* as in the spimwall config the script writes */
-    t->m = matcher_new(db, &mc, &err);
-    hsdb_unref(db);
-    if (t->m == NULL) {
-        fprintf(stderr, "bench-xmpp: matcher: %s\n", err.msg);
-        return -1;
-    }
     t->ctx = matcher_ctx_new();
     if (t->ctx == NULL)
         return -1;
-    fprintf(stderr, "bench-xmpp: %zu rules from %s\n", info.n_rules, rules);
+    fprintf(stderr, "bench-xmpp: %zu rules from %s/rules\n", n_rules, o->conf);
 
     /* a corpus with spim over-represented, so that both pools fill */
     struct corpus_config cc;
@@ -712,10 +650,10 @@ static int traffic_build(struct traffic *t, const struct opts *o)
     t->corpus = corpus_new(&cc);
     if (t->corpus == NULL)
         return -1;
-    t->ham = xmalloc(cc.messages * sizeof *t->ham);
-    t->ham_cls = xmalloc(cc.messages);
-    t->spim = xmalloc(cc.messages * sizeof *t->spim);
-    t->tagged = xmalloc(cc.messages * sizeof *t->tagged);
+    t->ham = bench_xmalloc(cc.messages * sizeof *t->ham);
+    t->ham_cls = bench_xmalloc(cc.messages);
+    t->spim = bench_xmalloc(cc.messages * sizeof *t->spim);
+    t->tagged = bench_xmalloc(cc.messages * sizeof *t->tagged);
     char sender[128], recipient[128];
     jid_of(o, 0, sender, sizeof sender, false);
     jid_of(o, 1, recipient, sizeof recipient, false);
@@ -752,15 +690,15 @@ static int traffic_build(struct traffic *t, const struct opts *o)
     t->rings = calloc(o->sessions, sizeof *t->rings);
     if (t->rings == NULL)
         return -1;
-    char *esc = xmalloc(o->size * 8 + 64);
+    char *esc = bench_xmalloc(o->size * 8 + 64);
     for (unsigned s = 0; s < o->sessions; s++) {
         struct ring *r = &t->rings[s];
         size_t cap = 0;
         r->n = o->ring;
-        r->off = xmalloc((r->n + 1) * sizeof *r->off);
-        r->id_pos = xmalloc(r->n * sizeof *r->id_pos);
-        r->cls = xmalloc(r->n);
-        r->src = xmalloc(r->n * sizeof *r->src);
+        r->off = bench_xmalloc((r->n + 1) * sizeof *r->off);
+        r->id_pos = bench_xmalloc(r->n * sizeof *r->id_pos);
+        r->cls = bench_xmalloc(r->n);
+        r->src = bench_xmalloc(r->n * sizeof *r->src);
         char to[128], head[256];
         jid_of(o, (s + 1) % o->sessions, to, sizeof to, true);
         for (size_t i = 0; i < r->n; i++) {
@@ -781,13 +719,13 @@ static int traffic_build(struct traffic *t, const struct opts *o)
             r->src[i] = m;
             r->off[i] = r->len;
             int hn = snprintf(head, sizeof head, "<message to='%s' type='chat' id='", to);
-            sb_put(&r->buf, &r->len, &cap, head, (size_t)hn);
+            bench_buf_put(&r->buf, &r->len, &cap, head, (size_t)hn);
             r->id_pos[i] = r->len;
             char id[BX_ID_LEN + 1];
             memset(id, '0', BX_ID_LEN);
             id[0] = cls_letter[r->cls[i]];
-            sb_put(&r->buf, &r->len, &cap, id, BX_ID_LEN);
-            sb_put(&r->buf, &r->len, &cap, "'><body>", 8);
+            bench_buf_put(&r->buf, &r->len, &cap, id, BX_ID_LEN);
+            bench_buf_put(&r->buf, &r->len, &cap, "'><body>", 8);
             /* text content: only & and < must be escaped (> too, for "]]>") */
             size_t e = 0;
             for (size_t b = 0; b < m->body_len; b++) {
@@ -801,8 +739,8 @@ static int traffic_build(struct traffic *t, const struct opts *o)
                     esc[e++] = ch;
                 }
             }
-            sb_put(&r->buf, &r->len, &cap, esc, e);
-            sb_put(&r->buf, &r->len, &cap, "</body></message>", 17);
+            bench_buf_put(&r->buf, &r->len, &cap, esc, e);
+            bench_buf_put(&r->buf, &r->len, &cap, "</body></message>", 17);
         }
         r->off[r->n] = r->len;
     }
@@ -813,14 +751,7 @@ static int traffic_build(struct traffic *t, const struct opts *o)
 /* Stamps message i of r with phase and time. */
 static void ring_stamp(struct ring *r, size_t i, unsigned phase, uint64_t ts)
 {
-    static const char hex[] = "0123456789abcdef";
-    char *p = r->buf + r->id_pos[i] + 1;
-    p[0] = hex[phase >> 4 & 15];
-    p[1] = hex[phase & 15];
-    for (int k = 15; k >= 0; k--) {
-        p[2 + k] = hex[ts & 15];
-        ts >>= 4;
-    }
+    bench_stamp_hex(r->buf + r->id_pos[i] + 1, phase, ts);
 }
 
 /* --- parse-only and scan-only ---------------------------------------------------------------- */
@@ -1121,7 +1052,7 @@ static void sess_update(struct sess *ss)
         sess_kill(ss);
         return;
     }
-    io_want(ss->g->loop, &ss->x.io, w == 1 ? EV_READ | EV_WRITE : EV_READ);
+    bench_io_want(ss->g->loop, &ss->x.io, w == 1 ? EV_READ | EV_WRITE : EV_READ);
 }
 
 static void sess_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -1791,28 +1722,6 @@ usage:
 
 /* ============================================================================================ */
 
-static int ports_main(int argc, char **argv)
-{
-    uint64_t n;
-    if (argc != 1 || !bench_parse_u64(argv[0], 1, 64, &n)) {
-        fprintf(stderr, "usage: bench-xmpp ports N (1..64)\n");
-        return 2;
-    }
-    int fds[64];
-    for (unsigned i = 0; i < n; i++) {
-        uint16_t port;
-        fds[i] = bench_listen_on("127.0.0.1:0", &port);
-        if (fds[i] == -1) {
-            fprintf(stderr, "bench-xmpp ports: %s\n", strerror(errno));
-            return 1;
-        }
-        printf("%u\n", port);
-    }
-    for (unsigned i = 0; i < n; i++)
-        close(fds[i]);
-    return 0;
-}
-
 static void on_stop_signal(int sig)
 {
     (void)sig;
@@ -1830,7 +1739,7 @@ int main(int argc, char **argv)
         return run_main(argc - 2, argv + 2);
     }
     if (argc >= 2 && strcmp(argv[1], "ports") == 0)
-        return ports_main(argc - 2, argv + 2);
+        return bench_ports_main("bench-xmpp", argc - 2, argv + 2);
     fprintf(stderr, "usage: bench-xmpp sink|run|ports ... (see the comment at the top of "
                     "bench/bench_xmpp.c)\n");
     return 2;

@@ -2,6 +2,7 @@
 #include "bench/lib/netbench.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,9 @@
 #include <unistd.h>
 
 #include "bench/lib/benchutil.h"
+#include "matcher/hsdb.h"
+#include "matcher/matcher.h"
+#include "proxy/ruleload.h"
 
 uint64_t bench_now_ns(void)
 {
@@ -135,4 +139,110 @@ int bench_listen_on(const char *hostport, uint16_t *port_out)
     }
     *port_out = ntohs(sin.sin_port);
     return fd;
+}
+
+void *bench_xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (p == NULL) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+void bench_buf_put(char **buf, size_t *len, size_t *cap, const void *s, size_t n)
+{
+    if (*len + n > *cap) {
+        *cap = (*len + n) * 2 + 4096;
+        char *nb = realloc(*buf, *cap);
+        if (nb == NULL) {
+            fprintf(stderr, "bench: out of memory\n");
+            exit(1);
+        }
+        *buf = nb;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+}
+
+void bench_stamp_hex(char *p, unsigned phase, uint64_t ts)
+{
+    static const char hex[] = "0123456789abcdef";
+    p[0] = hex[phase >> 4 & 15];
+    p[1] = hex[phase & 15];
+    for (int k = 15; k >= 0; k--) {
+        p[2 + k] = hex[ts & 15];
+        ts >>= 4;
+    }
+}
+
+int bench_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+void bench_io_want(struct ev_loop *loop, ev_io *w, int events)
+{
+    if (ev_is_active(w) && (w->events & (EV_READ | EV_WRITE)) == events)
+        return;
+    ev_io_stop(loop, w);
+    ev_io_set(w, w->fd, events);
+    ev_io_start(loop, w);
+}
+
+int bench_ports_main(const char *prog, int argc, char **argv)
+{
+    uint64_t n;
+    if (argc != 1 || !bench_parse_u64(argv[0], 1, 64, &n)) {
+        fprintf(stderr, "usage: %s ports N (1..64)\n", prog);
+        return 2;
+    }
+    int fds[64];
+    for (unsigned i = 0; i < n; i++) {
+        uint16_t port;
+        fds[i] = bench_listen_on("127.0.0.1:0", &port);
+        if (fds[i] == -1) {
+            fprintf(stderr, "%s ports: %s\n", prog, strerror(errno));
+            return 1;
+        }
+        printf("%u\n", port);
+    }
+    for (unsigned i = 0; i < n; i++)
+        close(fds[i]);
+    return 0;
+}
+
+struct matcher *bench_matcher_load(const char *prog, const char *conf, size_t *n_rules)
+{
+    struct sw_err err;
+    char rules[4096], lists[4096];
+    snprintf(rules, sizeof rules, "%s/rules", conf);
+    snprintf(lists, sizeof lists, "%s/lists", conf);
+    struct ruleload_opts ro;
+    ruleload_opts_init(&ro);
+    ro.rules_dir = rules;
+    ro.lists_dir = lists;
+    struct ruleload_info info;
+    struct hsdb *db = ruleload_build(&ro, &info, &err);
+    if (db == NULL) {
+        fprintf(stderr, "%s: rules: %s\n", prog, err.msg);
+        return NULL;
+    }
+    struct matcher_config mc;
+    matcher_config_defaults(&mc);
+    mc.reputation = false;
+    struct matcher *m = matcher_new(db, &mc, &err);
+    hsdb_unref(db);
+    if (m == NULL) {
+        fprintf(stderr, "%s: matcher: %s\n", prog, err.msg);
+        return NULL;
+    }
+    if (n_rules != NULL)
+        *n_rules = info.n_rules;
+    return m;
 }

@@ -5,8 +5,13 @@
 
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include <ev.h>
+
+struct matcher;
 
 /* Nanoseconds on CLOCK_MONOTONIC. */
 uint64_t bench_now_ns(void);
@@ -37,5 +42,30 @@ bool bench_parse_hostport(const char *s, struct sockaddr_in *sin);
 /* A non-blocking listening socket on "a.b.c.d:port" (port 0: any); its port in *port_out.
  * Returns the fd or -1 (errno set). */
 int bench_listen_on(const char *hostport, uint16_t *port_out);
+
+/* malloc that exits the program with a message on failure (benchmarks only). */
+void *bench_xmalloc(size_t n);
+
+/* Appends s[0..n) to the growable buffer *buf (length *len, capacity *cap); exits on ENOMEM. */
+void bench_buf_put(char **buf, size_t *len, size_t *cap, const void *s, size_t n);
+
+/* Writes phase (2 hex digits) and ts (16 hex digits) at p[0..18): the send stamp the network
+ * benchmarks put in each message. */
+void bench_stamp_hex(char *p, unsigned phase, uint64_t ts);
+
+/* Value of a lower-case hex digit, or -1. */
+int bench_hexval(char c);
+
+/* Makes w watch exactly events (EV_READ and/or EV_WRITE), restarting it only if that changes. */
+void bench_io_want(struct ev_loop *loop, ev_io *w, int events);
+
+/* The `ports N` sub-command: prints N distinct free TCP ports on 127.0.0.1 (1..64). prog names
+ * the program in messages. Returns the exit status. */
+int bench_ports_main(const char *prog, int argc, char **argv);
+
+/* A matcher over conf/rules and conf/lists with the reputation cache off (every verdict then
+ * follows from the text alone), as the benchmark scripts configure spimwall. Prints the error
+ * and returns NULL on failure; *n_rules (if not NULL) gets the number of rules loaded. */
+struct matcher *bench_matcher_load(const char *prog, const char *conf, size_t *n_rules);
 
 #endif

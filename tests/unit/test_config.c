@@ -62,7 +62,8 @@ static void test_overrides(void **state)
     const char *text = "workers = 3; shutdown_grace = 2.5;\n"
                        "limits = { buffer_size = 8192; max_per_ip = 7; };\n"
                        "timeouts = { idle = 30; };\n"
-                       "matcher = { tag_threshold = 4.0; drop_threshold = 9.0; };\n"
+                       "matcher = { tag_threshold = 4.0; drop_threshold = 9.0;\n"
+                       "  url_arena = 4096; field_cache = 1024; };\n"
                        "tls = { min_version = \"TLSv1.3\"; session_tickets = false; };\n"
                        "listeners = ( { name = \"a\"; protocol = \"tcp\"; bind = \"[::1]:15222\";\n"
                        "  limits = { high_watermark = 4096; };\n"
@@ -72,6 +73,8 @@ static void test_overrides(void **state)
     struct config *cfg = config_load_string(text, "t.conf", &err);
     assert_non_null(cfg);
     assert_int_equal(cfg->workers, 3);
+    assert_int_equal(cfg->matcher.url_arena, 4096);
+    assert_int_equal(cfg->matcher.field_cache_slots, 1024);
     assert_int_equal(cfg->tls.min_version, TLS1_3_VERSION);
     assert_false(cfg->tls.session_tickets);
     const struct config_listener *l = &cfg->listeners[0];
@@ -193,6 +196,9 @@ static const struct error_case error_cases[] = {
      "  upstream = { address = \"127.0.0.1:2\"; }; } );\n",
      "t.conf:2: a certificate needs both cert and key"},
     {"matcher = { tag_threshold = 12.0; };\n" LISTENER, "t.conf:1: matcher:"},
+    {"matcher = { field_cache = 1000; };\n" LISTENER,
+     "t.conf:1: matcher: matcher: field_cache_slots must be 0 or a power of two"},
+    {"matcher = { url_arena = 100; };\n" LISTENER, "t.conf:1: url_arena: 100 is out of range"},
 };
 
 static void test_errors_have_line_and_reason(void **state)

@@ -748,33 +748,75 @@ static size_t skip_run(const char *s, size_t len, size_t i)
     return i;
 }
 
-/* The bytes an anchor can start with: '.', '[', '(', '{', '/', 'd' and 'D'. */
-static const bool anchor_byte[256] = {['.'] = true, ['['] = true, ['('] = true, ['{'] = true,
-                                      ['d'] = true, ['D'] = true, ['/'] = true};
+/* Whether s[i] is an anchor that url_extract() can act on: a '.' between two bytes above ' '
+ * (a space or control byte is never a host character, so "ok. so" and "end." are skipped
+ * here), '[', '(' or '{', a '/' followed by '/', or the 'd' of " dot". Every byte this rejects
+ * would be dropped by url_extract()'s own checks, so it only saves their cost. */
+static inline bool anchor_at(const char *s, size_t len, size_t i)
+{
+    unsigned char c = (unsigned char)s[i];
+    switch (c) {
+    case '.':
+        return i > 0 && i + 1 < len && (unsigned char)s[i - 1] > ' ' &&
+               (unsigned char)s[i + 1] > ' ';
+    case '[':
+    case '(':
+    case '{':
+        return true;
+    case '/':
+        return i + 1 < len && s[i + 1] == '/';
+    case 'd':
+    case 'D':
+        return i > 0 && s[i - 1] == ' ' && i + 2 < len && (s[i + 1] | 0x20) == 'o' &&
+               (s[i + 2] | 0x20) == 't';
+    default:
+        return false;
+    }
+}
 
-/* Offset of the first anchor byte in text[i..len), or len. Most chat bytes are none of these:
- * sixteen bytes per step with SSE2 (where the compiler targets it), else a table look-up per
- * byte. */
+/* Offset of the first anchor (anchor_at()) in text[i..len), or len. Most chat bytes are none:
+ * sixteen bytes per step with SSE2 (where the compiler targets it), which also tests the
+ * neighbours, so that sentence dots and the letter d (common in chat) do not each cost a call;
+ * else a byte at a time. */
 static size_t next_anchor(const char *text, size_t len, size_t i)
 {
 #if defined(__SSE2__)
+    if (i == 0 && len > 0) {
+        if (anchor_at(text, len, 0))
+            return 0;
+        i = 1;
+    }
     const __m128i dot = _mm_set1_epi8('.'), lbr = _mm_set1_epi8('['), lpa = _mm_set1_epi8('('),
                   lcu = _mm_set1_epi8('{'), sla = _mm_set1_epi8('/'), d = _mm_set1_epi8('d'),
+                  o = _mm_set1_epi8('o'), t = _mm_set1_epi8('t'), sp = _mm_set1_epi8(' '),
                   lower = _mm_set1_epi8(0x20);
-    for (; i + 16 <= len; i += 16) {
+    /* the loads reach from text[i - 1] to text[i + 17] */
+    for (; i + 18 <= len; i += 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(text + i));
-        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, dot), _mm_cmpeq_epi8(v, lbr)),
-                                 _mm_or_si128(_mm_cmpeq_epi8(v, lpa), _mm_cmpeq_epi8(v, lcu)));
-        /* only 'D' and 'd' become 'd' when 0x20 is or-ed in */
-        m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, sla),
-                                         _mm_cmpeq_epi8(_mm_or_si128(v, lower), d)));
-        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+        __m128i prev = _mm_loadu_si128((const __m128i *)(const void *)(text + i - 1));
+        __m128i next = _mm_loadu_si128((const __m128i *)(const void *)(text + i + 1));
+        __m128i next2 = _mm_loadu_si128((const __m128i *)(const void *)(text + i + 2));
+        /* unsigned x <= ' '  <=>  min(x, ' ') == x */
+        __m128i prev_blank = _mm_cmpeq_epi8(_mm_min_epu8(prev, sp), prev);
+        __m128i next_blank = _mm_cmpeq_epi8(_mm_min_epu8(next, sp), next);
+        __m128i m = _mm_andnot_si128(_mm_or_si128(prev_blank, next_blank),
+                                     _mm_cmpeq_epi8(v, dot));
+        m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, lbr),
+                                         _mm_or_si128(_mm_cmpeq_epi8(v, lpa),
+                                                      _mm_cmpeq_epi8(v, lcu))));
+        m = _mm_or_si128(m, _mm_and_si128(_mm_cmpeq_epi8(v, sla), _mm_cmpeq_epi8(next, sla)));
+        /* only 'D'/'d' (and 'O'/'o', 'T'/'t') become 'd' ('o', 't') when 0x20 is or-ed in */
+        __m128i dw = _mm_and_si128(_mm_cmpeq_epi8(_mm_or_si128(v, lower), d),
+                                   _mm_cmpeq_epi8(prev, sp));
+        dw = _mm_and_si128(dw, _mm_and_si128(_mm_cmpeq_epi8(_mm_or_si128(next, lower), o),
+                                             _mm_cmpeq_epi8(_mm_or_si128(next2, lower), t)));
+        unsigned bits = (unsigned)_mm_movemask_epi8(_mm_or_si128(m, dw));
         if (bits != 0)
             return i + (size_t)__builtin_ctz(bits);
     }
 #endif
     for (; i < len; i++) {
-        if (anchor_byte[(unsigned char)text[i]])
+        if (anchor_at(text, len, i))
             return i;
     }
     return len;

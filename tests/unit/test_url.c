@@ -410,6 +410,49 @@ static void test_floods_finish(void **state)
 }
 
 /* The per-set domain cache must give exactly what libpsl gives, on first sight and after. */
+/* The anchor search tests sixteen bytes at a time together with their neighbours: every link
+ * form is found wherever it falls relative to those blocks (and in the bytes after the last
+ * one), behind chat full of near-anchors (the letter d, "do", sentence dots, single slashes). */
+static void test_anchor_positions(void **state)
+{
+    struct url_set *set = *state;
+    static const char filler[] = "did you do it. odd/ dd. dots... Do not! ";
+    static const struct {
+        const char *link, *url, *host;
+    } v[] = {
+        {"evil dot com/pics", "http://evil.com/pics", "evil.com"},
+        {"evil DOT com", "http://evil.com", "evil.com"},
+        {"evil[.]com", "http://evil.com", "evil.com"},
+        {"evil (dot) com", "http://evil.com", "evil.com"},
+        {"evil{.}ru/x", "http://evil.ru/x", "evil.ru"},
+        {"evil.ru/x.zip", "http://evil.ru/x.zip", "evil.ru"},
+        {"http://2130706433/", "http://2130706433/", "2130706433"},
+        {"http://[2001:db8::1]/", "http://[2001:db8::1]/", "[2001:db8::1]"},
+        {"hxxp://a.b.example.com", "http://a.b.example.com", "a.b.example.com"},
+    };
+    for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++) {
+        for (size_t pre = 0; pre < sizeof(filler) - 1; pre++) {
+            for (unsigned tail = 0; tail < 2; tail++) {
+                char text[160];
+                int n = snprintf(text, sizeof(text), "%.*s%s%s", (int)pre, filler,
+                                 pre > 0 ? " " : "", v[k].link);
+                if (tail)
+                    snprintf(text + n, sizeof(text) - (size_t)n, " and then. done d");
+                if (extract(set, text) != 1)
+                    fail_msg("\"%s\": %u links", text, set->n);
+                assert_string_equal(set->items[0].url, v[k].url);
+                assert_string_equal(set->items[0].host, v[k].host);
+            }
+        }
+    }
+    /* and the near-anchors alone, at every length, are no link */
+    for (size_t n = 0; n < sizeof(filler) - 1; n++) {
+        char text[64];
+        snprintf(text, sizeof(text), "%.*s", (int)n, filler);
+        check_none(set, text);
+    }
+}
+
 static void test_domain_cache_consistent(void **state)
 {
     (void)state;
@@ -445,6 +488,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_defanged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schemeless, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dot_words, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_anchor_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ip_hosts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_userinfo_and_punycode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ports_and_paths, setup, teardown),

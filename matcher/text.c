@@ -17,6 +17,7 @@
 
 #define HIGH_BITS 0x8080808080808080ULL
 
+#if !defined(__SSE2__)
 /* True if any of the 8 bytes has the high bit set or equals '&'. */
 static inline bool word_special(uint64_t w)
 {
@@ -24,6 +25,7 @@ static inline bool word_special(uint64_t w)
     uint64_t zero = (amp - 0x0101010101010101ULL) & ~amp & HIGH_BITS;
     return ((w & HIGH_BITS) | zero) != 0;
 }
+#endif
 
 /* Decodes one UTF-8 sequence at s[0..len). Returns its length and sets *cp, or 0 if the bytes
  * are not a valid, shortest-form sequence of a Unicode scalar value. */
@@ -300,6 +302,7 @@ static inline bool is_ascii_space(unsigned char c)
     return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
+#if !defined(__SSE2__) /* with SSE2, copy_plain_ascii() does this in the copying pass */
 static bool all_plain_ascii(const char *s, size_t len)
 {
     size_t i = 0;
@@ -316,6 +319,7 @@ static bool all_plain_ascii(const char *s, size_t len)
     }
     return true;
 }
+#endif
 
 /* Offset from which fold_space_runs() may have to change s[0..len): the first control byte
  * (which may be \t, \n, \v, \f or \r) or the first of two neighbouring bytes <= ' '. An
@@ -386,15 +390,64 @@ static size_t fold_space_runs(char *s, size_t len, size_t from)
 
 static void normalize_chars(const char *in, size_t in_len, char *out, struct text_norm *res);
 
+#if defined(__SSE2__)
+/* The fast path in one pass: copies in[0..len) to out while it is plain ASCII without '&',
+ * and finds where fold_space_runs() must start, as fold_start() would (*from). Returns false
+ * at the first special byte (out then holds a prefix that the slow path overwrites). */
+static bool copy_plain_ascii(const char *in, size_t len, char *out, size_t *from)
+{
+    const __m128i amp = _mm_set1_epi8('&'), sp_max = _mm_set1_epi8(0x20),
+                  ctl_max = _mm_set1_epi8(0x1f);
+    unsigned carry = 0; /* the previous block's last byte was <= ' ' */
+    size_t i = 0, start = (size_t)-1;
+    for (; i + 16 <= len; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+        if (_mm_movemask_epi8(_mm_or_si128(v, _mm_cmpeq_epi8(v, amp))) != 0)
+            return false;
+        _mm_storeu_si128((__m128i *)(void *)(out + i), v);
+        if (start != (size_t)-1)
+            continue;
+        /* fold_start()'s test: no byte >= 0x80 here, so signed and unsigned agree */
+        unsigned sp = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, sp_max), v));
+        if (sp == 0) {
+            carry = 0;
+            continue;
+        }
+        unsigned ctl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));
+        if (ctl != 0 || (sp & (sp >> 1)) != 0 || (carry && (sp & 1)))
+            start = i;
+        carry = sp >> 15;
+    }
+    for (size_t k = i; k < len; k++) {
+        unsigned char c = (unsigned char)in[k];
+        if (c >= 0x80 || c == '&')
+            return false;
+        out[k] = (char)c;
+    }
+    /* the last bytes are left to the fold loop, as in fold_start() */
+    *from = start != (size_t)-1 ? start : i;
+    return true;
+}
+#endif
+
 void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *res)
 {
     memset(res, 0, sizeof(*res));
+#if defined(__SSE2__)
+    size_t from;
+    if (copy_plain_ascii(in, in_len, out, &from)) {
+        res->len = fold_space_runs(out, in_len, from);
+        return;
+    }
+#else
     if (all_plain_ascii(in, in_len)) {
         memcpy(out, in, in_len);
         res->len = in_len;
-    } else {
-        normalize_chars(in, in_len, out, res);
+        res->len = fold_space_runs(out, res->len, fold_start(out, res->len));
+        return;
     }
+#endif
+    normalize_chars(in, in_len, out, res);
     res->len = fold_space_runs(out, res->len, fold_start(out, res->len));
 }
 

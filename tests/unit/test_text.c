@@ -105,6 +105,47 @@ static void test_whitespace_runs_folded(void **state)
     }
 }
 
+/* The fast path copies sixteen bytes at a time and gives up at the first '&' or non-ASCII
+ * byte: one at every offset of a 40-byte text (with a run to fold before it, in the same block or
+ * an earlier one) gives what the slow path gives. */
+static void test_fast_path_gives_up_anywhere(void **state)
+{
+    (void)state;
+    for (size_t at = 2; at + 5 <= 40; at++) {
+        for (size_t sp = 0; sp + 2 <= at; sp++) {
+            char in[48], want[48];
+            memset(in, 'x', 40);
+            in[40] = '\0';
+            in[sp] = ' ';
+            in[sp + 1] = ' ';
+            memcpy(in + at, "&lt;", 4);
+            /* want: the same with the double space single and the entity decoded */
+            size_t o = 0;
+            for (size_t i = 0; i < 40; i++) {
+                if (i == sp + 1)
+                    continue;
+                if (i == at) {
+                    want[o++] = '<';
+                    i += 3;
+                    continue;
+                }
+                want[o++] = in[i];
+            }
+            want[o] = '\0';
+            check_norm(in, want, TEXT_F_ENTITY);
+            /* a two-byte letter there instead: copied as it is */
+            memcpy(in + at, "\xc3\xa9xx", 4);
+            o = 0;
+            for (size_t i = 0; i < 40; i++) {
+                if (i != sp + 1)
+                    want[o++] = in[i];
+            }
+            want[o] = '\0';
+            check_norm(in, want, 0);
+        }
+    }
+}
+
 static void test_named_entities(void **state)
 {
     check_norm("&amp;&lt;&gt;&quot;&apos;", "&<>\"'", TEXT_F_ENTITY);
@@ -456,6 +497,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ascii_fast_path),
         cmocka_unit_test(test_whitespace_runs_folded),
+        cmocka_unit_test(test_fast_path_gives_up_anywhere),
         cmocka_unit_test(test_named_entities),
         cmocka_unit_test(test_numeric_references),
         cmocka_unit_test(test_malformed_references_copied),

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,6 +16,7 @@
 #include "protocols/msnp/msnp_chunks.h"
 #include "protocols/msnp/msnp_mime.h"
 #include "protocols/msnp/msnp_parser.h"
+#include "proxy/judge.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/msnp_session.h"
@@ -130,7 +130,7 @@ struct ms {
     size_t me_len;
     char peer[MS_EMAIL_MAX]; /* switchboard: the first other participant */
     size_t peer_len;
-    char ip[64];
+    struct judge judge;
     struct sockaddr_storage sb_addr; /* msnp.switchboard, written into XFR/RNG */
     socklen_t sb_addr_len;
     struct msnp_chunks chunks[2]; /* per direction; arenas below */
@@ -143,6 +143,9 @@ static _Thread_local char ms_text[MS_TEXT_MAX];
 /* the MIME view of the MSG being judged: too big for the stack, and one per worker is enough
  * (on_msg never runs twice at once on a thread) */
 static _Thread_local struct msnp_mime ms_mime;
+
+/* verdict and scan_failed lines of this protocol (one rate limit each, mod=msnp) */
+static struct judge_sites ms_judge_sites = JUDGE_SITES_INIT(LOG_MOD_MSNP);
 
 static const char *dir_name(enum session_dir dir)
 {
@@ -200,19 +203,12 @@ static size_t url_decode(const uint8_t *src, size_t len, char *out, size_t cap)
 
 /* --- classification ---------------------------------------------------------------------- */
 
-static uint64_t mono_ns(void)
+/* Judges text from sender to the other party of the session (the peer outbound, the user
+ * inbound); what names the kind of text in the verdict line. Returns the listener's action. */
+static enum verdict_action judge_text(struct ms *x, enum session_dir dir, const char *sender,
+                                      size_t sender_len, const char *text, size_t text_len,
+                                      const char *what, struct judge_result *r)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Classifies text from sender to recipient; returns the listener's action. */
-static enum verdict_action classify(struct ms *x, enum session_dir dir, const char *sender,
-                                    size_t sender_len, const char *text, size_t text_len,
-                                    const char *what, struct verdict *v)
-{
-    struct session *s = x->s;
     struct matcher_msg m = {0};
     m.sender = sender;
     m.sender_len = sender_len;
@@ -220,45 +216,7 @@ static enum verdict_action classify(struct ms *x, enum session_dir dir, const ch
     m.recipient_len = dir == SESSION_C2S ? x->peer_len : x->me_len;
     m.body = text;
     m.body_len = text_len;
-    m.now_ms = session_now_ms(s);
-    if (dir == SESSION_C2S) {
-        m.ip = x->ip;
-        m.ip_len = strlen(x->ip);
-    } else {
-        m.flags |= MATCHER_F_INBOUND;
-    }
-    struct sw_err err;
-    struct matcher_ctx *ctx = session_matcher_ctx(s);
-    uint64_t t0 = mono_ns();
-    int rc = ctx != NULL ? matcher_classify(ctx, session_matcher(s), session_rep(s), &m, v, &err)
-                         : SW_ERROR;
-    metrics_observe_scan(session_metrics(s), mono_ns() - t0);
-    if (rc != SW_OK) {
-        metrics_inc(session_metrics(s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
-        LOG(LOG_MOD_MSNP, LOG_LEVEL_WARN, session_worker_id(s), session_id(s), "scan_failed",
-            "listener=%s error=%s", x->cfg->name, ctx != NULL ? err.msg : "no context");
-        v->n_reasons = 0;
-        v->score = 0;
-        return VERDICT_PASS; /* fail open */
-    }
-    const struct config_actions *a = &x->cfg->actions;
-    enum verdict_action act = v->score >= x->cfg->drop_threshold  ? (enum verdict_action)a->on_drop
-                              : v->score >= x->cfg->tag_threshold ? (enum verdict_action)a->on_tag
-                                                                  : VERDICT_PASS;
-    metrics_inc(session_metrics(s), METRIC_MESSAGES, x->lidx, (unsigned)act);
-    for (unsigned i = 0; i < v->n_reasons; i++)
-        metrics_rule_hit(session_metrics(s), v->reasons[i].id);
-    if (act != VERDICT_PASS) {
-        char reasons[512];
-        verdict_reasons(v, reasons, sizeof(reasons));
-        LOG(LOG_MOD_MSNP, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
-            "listener=%s direction=%s what=%s action=%s score=%.1f reasons=%s sender=%.*s "
-            "fingerprint=%016llx",
-            x->cfg->name, dir_name(dir), what, verdict_action_name(act), v->score,
-            reasons[0] != '\0' ? reasons : "-", (int)sender_len, sender,
-            (unsigned long long)v->fingerprint);
-    }
-    return act;
+    return judge_message(&x->judge, dir, &m, what, r);
 }
 
 /* Builds the tagged form of a MSG event: X-Spam-* headers before the blank line ending the
@@ -369,13 +327,11 @@ static int on_msg(struct ms *x, enum session_dir dir, const struct msnp_event *e
     }
     if (text == NULL) /* typing, caps, emoticons, P2P data: not scanned */
         return session_forward(s, dir, ev->size);
-    struct verdict v;
-    enum verdict_action act = classify(x, dir, sender, sender_len, text, text_len, what, &v);
+    struct judge_result r;
+    enum verdict_action act = judge_text(x, dir, sender, sender_len, text, text_len, what, &r);
     size_t body_pos = m->body_pos;
     if (act == VERDICT_TAG && !chunked && strcmp(what, "im") == 0) {
-        char reasons[512];
-        verdict_reasons(&v, reasons, sizeof(reasons));
-        size_t tn = msnp_session_tag(ev, body_pos, v.score, reasons, ms_out, sizeof(ms_out));
+        size_t tn = msnp_session_tag(ev, body_pos, r.v.score, r.reasons, ms_out, sizeof(ms_out));
         if (tn == SIZE_MAX)
             act = x->cfg->msnp.tag_overflow_drop ? VERDICT_DROP : VERDICT_PASS;
         else if (tn > 0)
@@ -410,10 +366,10 @@ static int on_profile_text(struct ms *x, enum session_dir dir, const struct msnp
                            : (raw_len < sizeof(buf) ? raw_len : sizeof(buf));
     if (!url_encoded)
         memcpy(buf, raw, n);
-    struct verdict v;
+    struct judge_result r;
     const char *sender = dir == SESSION_C2S ? x->me : "";
     size_t sender_len = dir == SESSION_C2S ? x->me_len : 0;
-    enum verdict_action act = classify(x, dir, sender, sender_len, buf, n, what, &v);
+    enum verdict_action act = judge_text(x, dir, sender, sender_len, buf, n, what, &r);
     if (act != VERDICT_DROP)
         return session_forward(x->s, dir, ev->size);
     if (session_drop(x->s, dir, ev->size) != SW_OK)
@@ -617,7 +573,7 @@ static int ms_open(struct session *s, void **state)
             msnp_chunks_init(&x->chunks[i], &cl, x->chunk_mem[i]) != SW_OK)
             goto fail;
     }
-    session_peer_ip(s, x->ip, sizeof(x->ip));
+    judge_init(&x->judge, s, &ms_judge_sites);
     /* the upstream is connected on the first complete line: its trid answers a failure, and a
      * switchboard's address comes from the cookie in it */
     session_defer_upstream(s);

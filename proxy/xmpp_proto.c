@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,6 +15,7 @@
 #include "matcher/matcher.h"
 #include "protocols/xmpp/xmpp_escape.h"
 #include "protocols/xmpp/xmpp_parser.h"
+#include "proxy/judge.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/session.h"
@@ -153,7 +153,7 @@ struct xc {
     size_t domain_len;
     char jid[XC_JID_MAX]; /* raw bound full JID */
     size_t jid_len;
-    char ip[64];
+    struct judge judge;
     /* contacts (hashes of decoded bare JIDs), open addressing, bounded by roster_max */
     uint64_t *roster;
     unsigned roster_cap, roster_n;
@@ -163,6 +163,9 @@ struct xc {
 static _Thread_local char xc_out[XC_OUT_MAX];
 static _Thread_local char xc_text[XC_TEXT_MAX];
 static _Thread_local char xc_jid[2][XC_JID_MAX];
+
+/* verdict and scan_failed lines of this protocol (one rate limit each, mod=xmpp) */
+static struct judge_sites xc_judge_sites = JUDGE_SITES_INIT(LOG_MOD_XMPP);
 
 static const char *dir_name(enum session_dir dir)
 {
@@ -286,23 +289,6 @@ static void stream_error(struct xc *x, const char *cond, const char *why, enum s
 
 /* --- messages ---------------------------------------------------------------------------- */
 
-static enum verdict_action listener_action(const struct xc *x, double score)
-{
-    const struct config_actions *a = &x->cfg->actions;
-    if (score >= x->cfg->drop_threshold)
-        return (enum verdict_action)a->on_drop;
-    if (score >= x->cfg->tag_threshold)
-        return (enum verdict_action)a->on_tag;
-    return VERDICT_PASS;
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Forwards an element unchanged, counting it for XEP-0198 when it is a stanza. */
 static int deliver(struct xc *x, enum session_dir dir, const struct xmpp_event *ev)
 {
@@ -351,8 +337,6 @@ static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_even
             rcp_len = xmpp_c2s_bare_len(rbuf, rcp_len > sizeof(rbuf) ? sizeof(rbuf) : rcp_len);
             rcp = rbuf;
         }
-        m.ip = x->ip;
-        m.ip_len = strlen(x->ip);
     } else {
         if (ev->from.set) {
             snd_len = xmpp_decode(d + ev->from.pos, ev->from.len, snd, XC_JID_MAX);
@@ -366,7 +350,6 @@ static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_even
         if (!x->cfg->xmpp.judge_local_inbound && snd_len > 0 && x->bound &&
             same_domain(snd, snd_len, rcp, rcp_len))
             return deliver(x, dir, ev);
-        m.flags |= MATCHER_F_INBOUND;
         if (x->roster_known && ev->from.set && !roster_has(x, d + ev->from.pos, ev->from.len))
             m.flags |= MATCHER_F_STRANGER;
     }
@@ -381,40 +364,13 @@ static int on_message(struct xc *x, enum session_dir dir, const struct xmpp_even
         m.body = xc_text;
         m.body_len = n > XC_TEXT_MAX ? XC_TEXT_MAX : n;
     }
-    m.now_ms = session_now_ms(s);
 
-    struct verdict v;
-    struct sw_err err;
-    struct matcher_ctx *ctx = session_matcher_ctx(s);
-    uint64_t t0 = mono_ns();
-    int rc = ctx != NULL ? matcher_classify(ctx, session_matcher(s), session_rep(s), &m, &v, &err)
-                         : SW_ERROR;
-    metrics_observe_scan(session_metrics(s), mono_ns() - t0);
-    if (rc != SW_OK) {
-        /* fail open: a scanner failure must not eat legitimate mail; counted and logged */
-        metrics_inc(session_metrics(s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
-        LOG(LOG_MOD_XMPP, LOG_LEVEL_WARN, session_worker_id(s), session_id(s), "scan_failed",
-            "listener=%s error=%s", x->cfg->name, ctx != NULL ? err.msg : "no context");
-        return deliver(x, dir, ev);
-    }
-    enum verdict_action act = listener_action(x, v.score);
-    metrics_inc(session_metrics(s), METRIC_MESSAGES, x->lidx, (unsigned)act);
-    for (unsigned i = 0; i < v.n_reasons; i++)
-        metrics_rule_hit(session_metrics(s), v.reasons[i].id);
-    if (act == VERDICT_PASS)
-        return deliver(x, dir, ev);
+    struct judge_result r;
+    if (judge_message(&x->judge, dir, &m, NULL, &r) == VERDICT_PASS)
+        return deliver(x, dir, ev); /* a pass, or a matcher error (failed open) */
 
-    char reasons[512];
-    verdict_reasons(&v, reasons, sizeof(reasons));
-    LOG(LOG_MOD_XMPP, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
-        "listener=%s direction=%s action=%s score=%.1f reasons=%s sender=%.*s "
-        "fingerprint=%016llx",
-        x->cfg->name, dir_name(dir), verdict_action_name(act), v.score,
-        reasons[0] != '\0' ? reasons : "-", (int)(snd_len > 256 ? 256 : snd_len), snd,
-        (unsigned long long)v.fingerprint);
-
-    if (act == VERDICT_TAG) {
-        size_t n = xmpp_c2s_build_shim(v.score, reasons, xc_out, XC_OUT_MAX);
+    if (r.act == VERDICT_TAG) {
+        size_t n = xmpp_c2s_build_shim(r.v.score, r.reasons, xc_out, XC_OUT_MAX);
         if (n > XC_OUT_MAX || !ev->content.set ||
             (dir == SESSION_S2C && ev->has_shim && same_domain(snd, snd_len, rcp, rcp_len)))
             return deliver(x, dir, ev); /* a local sender's message tagged on its way in */
@@ -771,7 +727,7 @@ static int xc_open(struct session *s, void **state)
             cap *= 2;
         x->roster_cap = cap; /* allocated on the first roster result */
     }
-    session_peer_ip(s, x->ip, sizeof(x->ip));
+    judge_init(&x->judge, s, &xc_judge_sites);
     session_defer_upstream(s);
     *state = x;
     return SW_OK;

@@ -47,6 +47,36 @@ static inline uint64_t sw_hash64(const void *p, size_t len, uint64_t seed)
     return sw_hash_mix(h);
 }
 
+/* Same contract as sw_hash64 (a different function: the values differ), for longer inputs such
+ * as a whole message body: four independent lanes of 8 bytes take 32 bytes per round, so the
+ * multiply-rotate chains overlap instead of running one after another (about 3x faster on
+ * 200 bytes). Inputs under 64 bytes go to sw_hash64. */
+static inline uint64_t sw_hash64_wide(const void *p, size_t len, uint64_t seed)
+{
+    if (len < 64)
+        return sw_hash64(p, len, seed);
+    const unsigned char *s = p;
+    uint64_t lane[4] = {seed ^ 0x9e3779b97f4a7c15ULL, seed ^ 0xc2b2ae3d27d4eb4fULL,
+                        seed ^ 0x165667b19e3779f9ULL, seed ^ 0x27d4eb2f165667c5ULL};
+    size_t total = len;
+    while (len >= 32) {
+        for (int j = 0; j < 4; j++) {
+            uint64_t k;
+            memcpy(&k, s + 8 * j, 8);
+            k *= 0x87c37b91114253d5ULL;
+            k = sw_hash_rotl(k, 31);
+            k *= 0x4cf5ad432745937fULL;
+            lane[j] ^= k;
+            lane[j] = sw_hash_rotl(lane[j], 27) * 5 + 0x52dce729;
+        }
+        s += 32;
+        len -= 32;
+    }
+    uint64_t h = sw_hash_mix(lane[0]) ^ sw_hash_rotl(sw_hash_mix(lane[1]), 17) ^
+                 sw_hash_rotl(sw_hash_mix(lane[2]), 31) ^ sw_hash_rotl(sw_hash_mix(lane[3]), 47);
+    return sw_hash64(s, len, h ^ (uint64_t)total);
+}
+
 /* Combines two hashes into one key (order matters). */
 static inline uint64_t sw_hash_combine(uint64_t a, uint64_t b)
 {

@@ -99,7 +99,7 @@ void matcher_config_defaults(struct matcher_config *cfg)
     cfg->max_urls = 16;
     cfg->max_text = 65536;
     cfg->url_arena = 8192;
-    cfg->field_cache_slots = 4096;
+    cfg->field_cache_slots = 65536;
     cfg->score_domain_block = 10;
     cfg->score_domain_allow = -2;
     cfg->score_sender_block = 20;
@@ -348,8 +348,29 @@ static int on_match(unsigned int id, unsigned long long from, unsigned long long
     return 0;
 }
 
+/* The field cache key of a short field (never 0), or 0 when the field will not be scanned or
+ * the cache is off. */
+static uint64_t fcache_key(const struct matcher_ctx *ctx, const struct matcher *m,
+                           enum rule_target target, const char *s, size_t len)
+{
+    if (!(m->targets & (1u << target)) || len == 0 || ctx->fcache == NULL)
+        return 0;
+    return sw_hash64(s, len, m->salt ^ (0xf1e1dull + target)) | 1;
+}
+
+/* The cache slots are random memory (the table is larger than L2 by default): fetch the slot of
+ * a key as soon as the key is known, so the miss overlaps other work (the body scan for the
+ * sender fields, the other links' hashing for links). */
+static inline void fcache_prefetch(const struct matcher_ctx *ctx, uint64_t key)
+{
+    if (key != 0)
+        __builtin_prefetch(&ctx->fcache[key & (ctx->fcache_slots - 1)], 1, 3);
+}
+
+/* Scans one field of the message for target. key is fcache_key() of the field for the short
+ * targets (0: not cached), 0 for the body. */
 static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rule_target target,
-                      const char *s, size_t len, struct sw_err *err)
+                      const char *s, size_t len, uint64_t key, struct sw_err *err)
 {
     if (!(m->targets & (1u << target)) || len == 0)
         return SW_OK;
@@ -358,9 +379,7 @@ static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rul
     ctx->field_len = (uint32_t)len;
 
     struct fcache_entry *e = NULL;
-    uint64_t key = 0;
-    if (target != RULE_BODY && ctx->fcache != NULL) {
-        key = sw_hash64(s, len, m->salt ^ (0xf1e1dull + target)) | 1;
+    if (key != 0) {
         e = &ctx->fcache[key & (ctx->fcache_slots - 1)];
         if (e->key == key) {
             for (unsigned i = 0; i < e->n; i++)
@@ -416,8 +435,23 @@ static void add_reason(struct verdict *v, const char *id, double score, const ch
 static void add_reason_count(struct verdict *v, const char *id, double score, double count)
 {
     char buf[32];
-    int n = snprintf(buf, sizeof(buf), "%.0f", count);
-    add_reason(v, id, score, buf, n > 0 ? (size_t)n : 0);
+    size_t n = 0;
+    if (count >= 0 && count < 1e15) {
+        /* what "%.0f" prints (llrint rounds half to even, as printf does), without printf's
+         * floating-point formatting machinery: every flagged message pays for this */
+        char rev[20];
+        unsigned long long c = (unsigned long long)llrint(count);
+        do {
+            rev[n++] = (char)('0' + c % 10);
+            c /= 10;
+        } while (c > 0);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = rev[n - 1 - i];
+    } else {
+        int w = snprintf(buf, sizeof(buf), "%.0f", count);
+        n = w <= 0 ? 0 : (size_t)w < sizeof(buf) ? (size_t)w : sizeof(buf) - 1; /* truncated */
+    }
+    add_reason(v, id, score, buf, n);
 }
 
 static double list_score(const struct matcher_config *cfg, enum rule_kind kind)
@@ -561,7 +595,17 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
     if (rm->fingerprint == 0 && rm->sender == 0 && rm->ip == 0 && rm->n_domains == 0)
         return;
 
+    /* The source address feeds one signal, REP_BAD_IP, and only for a message with evidence
+     * (below). Link-free chat that scored nothing has none unless the sender's own signals
+     * (quarantine, rate, and campaign when spread_min_urls is 0) give it some, so its IP entry
+     * is looked up after those, and not at all when they give nothing: one bucket and one
+     * lock round trip fewer for most messages. (Nothing reads the IP's message rate.) */
+    uint64_t ip = rm->ip;
+    bool ip_later = ip != 0 && urls->n == 0 && !(v->score > 0);
+    if (ip_later)
+        rm->ip = 0;
     rep_observe(rep, rm, &sig);
+    rm->ip = ip; /* rep_report_spam() below still feeds its history */
 
     if (sig.quarantined)
         add_reason(v, "QUARANTINED", cfg->score_quarantined, NULL, 0);
@@ -585,6 +629,13 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
     /* History amplifies evidence; it does not flag a link-free "good morning" on its own (a
      * hijacked account's owner keeps chatting while the worm spams). */
     bool evidence = urls->n > 0 || v->score > 0;
+    if (evidence && ip_later) {
+        struct rep_msg ipm = {.ip = ip, .now_ms = rm->now_ms};
+        struct rep_signals isig;
+        rep_observe(rep, &ipm, &isig);
+        sig.ip_rate = isig.ip_rate;
+        sig.ip_spam = isig.ip_spam;
+    }
     if (evidence && rm->sender != 0 && sig.sender_spam >= cfg->bad_sender_threshold)
         add_reason_count(v, "REP_BAD_SENDER", cfg->score_bad_sender, sig.sender_spam);
     if (evidence && rm->ip != 0 && sig.ip_spam >= cfg->bad_sender_threshold)
@@ -621,31 +672,60 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     ctx->urls->n = 0;
     ctx->urls->dropped = 0;
 
-    /* The sender and source buckets of the reputation table are random memory: start fetching
-     * them now so that the misses overlap the body scan. */
+    /* The sender's bucket of the reputation table is random memory: start fetching it now so
+     * that the misses overlap the body scan. The source address's bucket is not fetched: most
+     * messages never look it up (behaviour_signals). */
     size_t sender_len = addr_fold(ctx->addr, msg->sender, msg->sender_len);
     bool use_rep = rep != NULL && cfg->reputation;
     struct rep_msg rm;
     if (use_rep) {
         early_keys(ctx, m, msg, sender_len, &rm);
-        rep_prefetch(rep, rm.sender, rm.ip);
+        rep_prefetch(rep, rm.sender, 0);
+    }
+    /* Likewise the field cache slots of the sender and its domain. */
+    const char *sdom = NULL;
+    size_t sdom_len = 0;
+    uint64_t sender_key = 0, sdom_key = 0;
+    if (sender_len > 0) {
+        const char *at = memchr(ctx->addr, '@', sender_len);
+        if (at != NULL) {
+            sdom = at + 1;
+            sdom_len = sender_len - (size_t)(sdom - ctx->addr);
+            const char *slash = memchr(sdom, '/', sdom_len); /* full JID: drop the resource */
+            if (slash != NULL)
+                sdom_len = (size_t)(slash - sdom);
+        }
+        sender_key = fcache_key(ctx, m, RULE_SENDER, ctx->addr, sender_len);
+        sdom_key = fcache_key(ctx, m, RULE_DOMAIN, sdom, sdom_len);
+        fcache_prefetch(ctx, sender_key);
+        fcache_prefetch(ctx, sdom_key);
     }
 
     if (!(msg->flags & MATCHER_F_ENCRYPTED) && msg->body != NULL && msg->body_len > 0) {
         size_t in_len = msg->body_len < cfg->max_text ? msg->body_len : cfg->max_text;
         text_normalize(msg->body, in_len, ctx->norm, &tn);
-        if (scan_field(ctx, m, RULE_BODY, ctx->norm, tn.len, err) != SW_OK)
+        if (scan_field(ctx, m, RULE_BODY, ctx->norm, tn.len, 0, err) != SW_OK)
             return SW_ERROR;
         url_extract(ctx->norm, tn.len, ctx->urls);
         out->n_urls = ctx->urls->n;
 
+        /* every link's keys first, so that the cache misses of all its slots overlap */
         struct text_span spans[MATCHER_MAX_URLS_CEIL];
+        uint64_t url_keys[MATCHER_MAX_URLS_CEIL][2];
         for (unsigned i = 0; i < ctx->urls->n; i++) {
             const struct url_item *u = &ctx->urls->items[i];
             spans[i].off = u->span_off;
             spans[i].len = u->span_len;
-            if (scan_field(ctx, m, RULE_URL, u->url, u->url_len, err) != SW_OK ||
-                scan_field(ctx, m, RULE_DOMAIN, u->host, u->host_len, err) != SW_OK)
+            url_keys[i][0] = fcache_key(ctx, m, RULE_URL, u->url, u->url_len);
+            url_keys[i][1] = fcache_key(ctx, m, RULE_DOMAIN, u->host, u->host_len);
+            fcache_prefetch(ctx, url_keys[i][0]);
+            fcache_prefetch(ctx, url_keys[i][1]);
+        }
+        for (unsigned i = 0; i < ctx->urls->n; i++) {
+            const struct url_item *u = &ctx->urls->items[i];
+            if (scan_field(ctx, m, RULE_URL, u->url, u->url_len, url_keys[i][0], err) != SW_OK ||
+                scan_field(ctx, m, RULE_DOMAIN, u->host, u->host_len, url_keys[i][1], err) !=
+                    SW_OK)
                 return SW_ERROR;
         }
         /* The folded fingerprint feeds fan-out and campaign counting only; other messages get
@@ -654,22 +734,15 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
             out->fingerprint =
                 text_fingerprint(ctx->norm, tn.len, spans, ctx->urls->n, &folded_len);
         else
-            out->fingerprint = sw_hash64(ctx->norm, tn.len, 0x6466u);
+            out->fingerprint = sw_hash64_wide(ctx->norm, tn.len, 0x6466u);
     }
 
     if (sender_len > 0) {
-        if (scan_field(ctx, m, RULE_SENDER, ctx->addr, sender_len, err) != SW_OK)
+        if (scan_field(ctx, m, RULE_SENDER, ctx->addr, sender_len, sender_key, err) != SW_OK)
             return SW_ERROR;
-        const char *at = memchr(ctx->addr, '@', sender_len);
-        if (at != NULL) {
-            const char *dom = at + 1;
-            size_t dl = sender_len - (size_t)(dom - ctx->addr);
-            const char *slash = memchr(dom, '/', dl); /* full JID: drop the resource */
-            if (slash != NULL)
-                dl = (size_t)(slash - dom);
-            if (scan_field(ctx, m, RULE_DOMAIN, dom, dl, err) != SW_OK)
-                return SW_ERROR;
-        }
+        if (sdom != NULL &&
+            scan_field(ctx, m, RULE_DOMAIN, sdom, sdom_len, sdom_key, err) != SW_OK)
+            return SW_ERROR;
     }
 
     score_hits(ctx, m, out);

@@ -24,7 +24,8 @@ struct matcher_config {
     size_t max_text;            /* bytes of a body that are scanned; default 65536 */
     size_t url_arena;           /* bytes for extracted URL strings per message; default 8192 */
     unsigned field_cache_slots; /* per-thread cache of sender/domain/URL scan results; a power
-                                 * of two, 0 = off; default 4096 (about 128 KiB per thread) */
+                                 * of two, 0 = off; default 65536 (32 B each: 2 MiB per
+                                 * thread, room for the senders of a busy worker) */
 
     /* scores of list hits (once per list kind per message) */
     double score_domain_block; /* default 10 */

@@ -463,6 +463,98 @@ static void test_history_needs_evidence(void **state)
     assert_non_null(find_reason(&v, "REP_BAD_SENDER"));
 }
 
+/* The body digest of a link-free message (verdict.fingerprint, for logs) depends on every byte:
+ * long bodies are hashed in four lanes plus a tail, and a change in any of them shows. */
+static void test_body_digest(void **state)
+{
+    struct fixture *f = *state;
+    char body[160];
+    for (size_t i = 0; i + 1 < sizeof(body); i++)
+        body[i] = (char)('a' + i % 26);
+    body[sizeof(body) - 1] = '\0';
+    struct verdict a = classify(f, "a@x.example", "b@x.example", body, 1, 0, false);
+    struct verdict b = classify(f, "c@x.example", "d@x.example", body, 2, 0, false);
+    assert_true(a.fingerprint != 0);
+    assert_true(a.fingerprint == b.fingerprint);
+    for (size_t at = 0; at + 1 < sizeof(body); at += 7) {
+        char save = body[at];
+        body[at] = '_';
+        struct verdict c = classify(f, "a@x.example", "b@x.example", body, 3, 0, false);
+        body[at] = save;
+        if (c.fingerprint == a.fingerprint)
+            fail_msg("a change at byte %zu left the digest alone", at);
+    }
+    /* the length is part of it */
+    body[100] = '\0';
+    struct verdict d = classify(f, "a@x.example", "b@x.example", body, 4, 0, false);
+    assert_true(d.fingerprint != a.fingerprint);
+}
+
+static struct verdict classify_ip(struct fixture *f, const char *from, const char *ip,
+                                  const char *body, uint64_t now_ms)
+{
+    struct verdict v;
+    struct sw_err err = {{0}};
+    struct matcher_msg msg = {
+        .sender = from,
+        .sender_len = strlen(from),
+        .recipient = "r@y.example",
+        .recipient_len = strlen("r@y.example"),
+        .body = body,
+        .body_len = strlen(body),
+        .ip = ip,
+        .ip_len = strlen(ip),
+        .now_ms = now_ms,
+    };
+    if (matcher_classify(f->ctx, f->m, f->rep, &msg, &v, &err) != SW_OK)
+        fail_msg("classify: %s", err.msg);
+    return v;
+}
+
+static uint64_t rep_lookups(struct rep *rep)
+{
+    struct rep_stats st;
+    rep_get_stats(rep, &st);
+    return st.hits + st.misses;
+}
+
+/* The source address's spim history flags a message with evidence from any source (a link, a
+ * rule, the sender's own rate), and link-free chat that scored nothing never looks it up. */
+static void test_bad_ip_needs_evidence(void **state)
+{
+    struct fixture *f = *state;
+    const char *ip = "203.0.113.9";
+    for (unsigned i = 0; i < 5; i++)
+        assert_int_equal(classify_ip(f, "spammer@x.example", ip, "exactly ten", 1000 + i).action,
+                         VERDICT_DROP);
+
+    /* another account behind the same address, chatting: only its own entry is touched */
+    uint64_t before = rep_lookups(f->rep);
+    struct verdict v = classify_ip(f, "other@x.example", ip, "good morning!", 2000);
+    assert_int_equal(rep_lookups(f->rep) - before, 1);
+    assert_null(find_reason(&v, "REP_BAD_IP"));
+    assert_int_equal(v.action, VERDICT_PASS);
+
+    /* with a link, or with a rule score, the address counts */
+    v = classify_ip(f, "other@x.example", ip, "look https://example.org/x", 2001);
+    assert_non_null(find_reason(&v, "REP_BAD_IP"));
+    v = classify_ip(f, "other@x.example", ip, "almost five", 2002);
+    assert_non_null(find_reason(&v, "REP_BAD_IP"));
+    assert_int_equal(v.action, VERDICT_TAG);
+
+    /* evidence that only the sender's entry gives (its message rate) is looked up after it */
+    bool rate_seen = false;
+    for (unsigned i = 0; i < 40 && !rate_seen; i++) {
+        v = classify_ip(f, "chatty@x.example", ip, "lol", 3000 + i);
+        rate_seen = find_reason(&v, "REP_RATE") != NULL;
+        if (!rate_seen)
+            assert_null(find_reason(&v, "REP_BAD_IP"));
+    }
+    assert_true(rate_seen);
+    assert_non_null(find_reason(&v, "REP_BAD_IP"));
+    assert_int_equal(v.action, VERDICT_TAG);
+}
+
 static void test_config_check(void **state)
 {
     (void)state;
@@ -630,6 +722,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_domain_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_field_cache_same_verdicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_ip_needs_evidence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_needs_evidence, setup, teardown),
         cmocka_unit_test(test_config_check),
         cmocka_unit_test(test_default_rules_samples),

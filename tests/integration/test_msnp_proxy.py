@@ -7,69 +7,33 @@ behaviour, a bad cookie gets 911 and a malformed length 200, and other sessions 
 account sending the same link through many switchboards is caught by fan-out and quarantined.
 """
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
+import sys
 import time
 import unittest
 
-SRC = os.environ.get("SW_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
-BUILD = os.environ.get("SW_BUILD_DIR", os.path.join(SRC, "build"))
-SPIMWALL = os.path.join(BUILD, "spimwall")
-SERVER = os.path.join(SRC, "tests", "msnp", "msnp_server.py")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import swtest  # noqa: E402
+from swtest import free_port  # noqa: E402
 
-TMP = None
-PORTS = {}
-PROCS = []
+SERVER = os.path.join(swtest.SRC, "tests", "msnp", "msnp_server.py")
+
+H = swtest.Harness("sw_msnp_")
+PORTS = H.ports
+log_text = H.log_text
 
 SPIM = b"lol! see it! u'll like it http://bit.ly/x1 http://evil.example/pics.zip"
 HAM = b"hi bob, lunch at noon? 100% sure & <ok>"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def read_text(path):
-    with open(path, errors="replace") as f:
-        return f.read()
-
-
-def log_text():
-    return read_text(os.path.join(TMP, "spimwall.log"))
-
-
-def wait_for(pred, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
 def setUpModule():
-    global TMP
-    TMP = tempfile.mkdtemp(prefix="sw_msnp_")
-    for n in ("ns", "sb", "pns", "psb", "tns", "tsb", "admin"):
-        PORTS[n] = free_port()
-    srv = subprocess.Popen(["/usr/bin/python3", SERVER, "--ns-port", str(PORTS["ns"]),
-                            "--sb-port", str(PORTS["sb"]), "--log", os.path.join(TMP, "sb.log")],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    PROCS.append(srv)
+    H.open("ns", "sb", "pns", "psb", "tns", "tsb", "admin")
+    srv = H.track(subprocess.Popen(["/usr/bin/python3", SERVER, "--ns-port", str(PORTS["ns"]),
+                                    "--sb-port", str(PORTS["sb"]), "--log", H.path("sb.log")],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
     assert srv.stdout.readline().strip() == b"ready"
-    conf = """
-workers = 1;
-admin = { bind = "127.0.0.1:%(admin)d"; };
-log = { level = "info"; };
-matcher = { rules_dir = "%(src)s/conf/rules"; lists_dir = "%(src)s/conf/lists"; };
-reputation = { enabled = false; };
-listeners = (
+    listeners = """
   { name = "ns"; protocol = "msnp"; bind = "127.0.0.1:%(pns)d";
     upstream = { address = "127.0.0.1:%(ns)d"; };
     msnp = { role = "ns"; switchboard = "127.0.0.1:%(psb)d"; }; },
@@ -79,26 +43,13 @@ listeners = (
     msnp = { role = "ns"; switchboard = "127.0.0.1:%(tsb)d"; }; },
   { name = "sb-tag"; protocol = "msnp"; bind = "127.0.0.1:%(tsb)d"; msnp = { role = "sb"; };
     thresholds = { tag = 5.0; drop = 1000.0; }; }
-);
-""" % dict(PORTS, src=SRC)
-    with open(os.path.join(TMP, "spimwall.conf"), "w") as f:
-        f.write(conf)
-    with open(os.path.join(TMP, "spimwall.log"), "ab") as log:
-        p = subprocess.Popen([SPIMWALL, "-c", os.path.join(TMP, "spimwall.conf")], stdout=log,
-                             stderr=log)
-    PROCS.append(p)
-    assert wait_for(lambda: "event=started" in log_text() or p.poll() is not None, 30)
-    assert p.poll() is None, log_text()
+""" % PORTS
+    H.start_spimwall(swtest.conf(PORTS["admin"], listeners,
+                                 extra="reputation = { enabled = false; };\n"))
 
 
 def tearDownModule():
-    for p in PROCS:
-        p.kill()
-        p.wait()
-        if p.stdout is not None:
-            p.stdout.close()
-    if os.environ.get("SW_KEEP_TMP") is None:
-        shutil.rmtree(TMP, ignore_errors=True)
+    H.close()
 
 
 class Conn:
@@ -254,28 +205,15 @@ class MsnpProxy(unittest.TestCase):
         detected, the later copies and the account's further messages are dropped, and another
         pair's chat flows. Its own daemon, with the reputation cache on."""
         ports = {n: free_port() for n in ("fns", "fsb", "fadmin")}
-        conf = os.path.join(TMP, "fanout.conf")
-        flog = os.path.join(TMP, "fanout.log")
-        with open(conf, "w") as f:
-            f.write("""
-workers = 1;
-admin = { bind = "127.0.0.1:%(fadmin)d"; };
-log = { level = "info"; };
-matcher = { rules_dir = "%(src)s/conf/rules"; lists_dir = "%(src)s/conf/lists"; };
-listeners = (
+        listeners = """
   { name = "fns"; protocol = "msnp"; bind = "127.0.0.1:%(fns)d";
     upstream = { address = "127.0.0.1:%(ns)d"; };
     msnp = { role = "ns"; switchboard = "127.0.0.1:%(fsb)d"; }; },
   { name = "fsb"; protocol = "msnp"; bind = "127.0.0.1:%(fsb)d"; msnp = { role = "sb"; }; }
-);
-""" % dict(ports, ns=PORTS["ns"], src=SRC))
-        with open(flog, "ab") as lf:
-            d = subprocess.Popen([SPIMWALL, "-c", conf], stdout=lf, stderr=lf)
+""" % dict(ports, ns=PORTS["ns"])
         opened = []
+        d = H.start_spimwall(swtest.conf(ports["fadmin"], listeners), name="fanout")
         try:
-            self.assertTrue(wait_for(lambda: "event=started" in read_text(flog)
-                                     or d.poll() is not None, 30))
-            self.assertIsNone(d.poll())
             contacts = [b"fan%d@example.com" % i for i in range(8)]
             for who in contacts:  # online, so that CAL rings them
                 opened.append(login(PORTS["ns"], who))
@@ -306,7 +244,7 @@ listeners = (
                     got.append(r[1].split(b"\r\n\r\n", 1)[1])
             self.assertEqual(got, [b"gail says %d" % i for i in range(8)])
             time.sleep(0.5)
-            with open(os.path.join(TMP, "sb.log"), "rb") as f:
+            with open(H.path("sb.log"), "rb") as f:
                 seen = f.read()
             passed = [i for i in range(8) if lure + b" #%d" % i in seen]
             # the first copies pass (an unknown link), the later ones are dropped
@@ -314,7 +252,7 @@ listeners = (
             self.assertLess(len(passed), 8)
             self.assertEqual(passed, list(range(len(passed))))
             self.assertNotIn(b"just saying hi", seen)
-            text = read_text(flog)
+            text = H.log_text("fanout")
             self.assertIn("REP_FANOUT", text)
             self.assertIn("QUARANTINED", text)
         finally:

@@ -10,40 +10,30 @@ rules file, SIGTERM drain. Standard library only; every process is stopped by th
 import hashlib
 import os
 import selectors
-import shutil
 import signal
 import socket
 import ssl
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 
-BUILD = os.environ.get("SW_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
-SPIMWALL = os.path.join(BUILD, "spimwall")
-BIG = 8 * 1024 * 1024
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import swtest  # noqa: E402
+from swtest import SPIMWALL, free_port  # noqa: E402
 
-TMP = None
-PORTS = {}
+BIG = 8 * 1024 * 1024
+run = swtest.run_quiet
+
+H = swtest.Harness("sw_core_")
+PORTS = H.ports
+log_text = H.log_text
 DAEMON = None
 SERVERS = []
 PP_SEEN = []  # (src_ip, src_port) of PROXY v2 headers the sink received
 TLS_REUSED = []  # session_reused of each connection to the TLS upstream
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def run(cmd):
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def make_certs(d):
@@ -145,7 +135,7 @@ def pp_sink(c):
 
 
 def write_rules(ok=True):
-    path = os.path.join(TMP, "rules", "10-test.rules")
+    path = H.path("rules", "10-test.rules")
     with open(path, "w") as f:
         if ok:
             f.write('rule T_LURE body 6 /see\\s+it/i "test rule"\n')
@@ -155,7 +145,7 @@ def write_rules(ok=True):
 
 def config_text():
     p = PORTS
-    d = TMP
+    d = H.tmp
     cert = lambda n: '{ names = ["%s"]; cert = "%s/%s.pem"; key = "%s/%s.key"; }' % (n, d, n, d, n)
     return """
 workers = 2;
@@ -216,39 +206,19 @@ def metric(name, **labels):
     return metrics().get(key, 0.0)
 
 
-def log_text():
-    with open(os.path.join(TMP, "spimwall.log"), errors="replace") as f:
-        return f.read()
-
-
 def wait_for(pred, timeout=5.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
-def start_daemon():
-    global DAEMON
-    with open(os.path.join(TMP, "spimwall.log"), "ab") as log:
-        DAEMON = subprocess.Popen([SPIMWALL, "-c", os.path.join(TMP, "spimwall.conf")],
-                                  stderr=log, stdout=log)
-    ok = wait_for(lambda: "event=started" in log_text() or DAEMON.poll() is not None, 20)
-    if not ok or DAEMON.poll() is not None:
-        raise RuntimeError("spimwall did not start:\n" + log_text())
+    """swtest.wait_for with this file's default of 5 s."""
+    return swtest.wait_for(pred, timeout)
 
 
 def setUpModule():
-    global TMP
-    TMP = tempfile.mkdtemp(prefix="sw_core_")
-    os.mkdir(os.path.join(TMP, "rules"))
+    global DAEMON
+    H.open()
+    os.mkdir(H.path("rules"))
     write_rules(True)
-    make_certs(TMP)
+    make_certs(H.tmp)
     srv_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    srv_ctx.load_cert_chain(os.path.join(TMP, "upstream.test.pem"),
-                            os.path.join(TMP, "upstream.test.key"))
+    srv_ctx.load_cert_chain(H.path("upstream.test.pem"), H.path("upstream.test.key"))
     for name, handler, ctx in (("echo", echo, None), ("tlsecho", tls_echo, srv_ctx),
                                ("sink", pp_sink, None)):
         s = Server(handler, ctx)
@@ -258,24 +228,20 @@ def setUpModule():
     for name in ("admin", "plain", "tls", "tlsup", "badup", "down", "dead", "limited", "ppin",
                  "ppout"):
         PORTS[name] = free_port()
-    with open(os.path.join(TMP, "spimwall.conf"), "w") as f:
+    with open(H.path("spimwall.conf"), "w") as f:
         f.write(config_text())
-    out = subprocess.run([SPIMWALL, "--check-config", os.path.join(TMP, "spimwall.conf")],
+    out = subprocess.run([SPIMWALL, "--check-config", H.path("spimwall.conf")],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "configuration OK" in out.stdout, out.stderr
-    start_daemon()
+    DAEMON = H.start_spimwall(config_text(), timeout=20)
 
 
 def tearDownModule():
-    if DAEMON is not None and DAEMON.poll() is None:
-        DAEMON.kill()
-        DAEMON.wait()
     for s in SERVERS:
         s.stop = True
     for s in SERVERS:
         s.join(2)
-    if os.environ.get("SW_KEEP_TMP") is None:
-        shutil.rmtree(TMP, ignore_errors=True)
+    H.close()
 
 
 def transfer(sock, data, timeout=30):
@@ -323,7 +289,7 @@ def transfer(sock, data, timeout=30):
 def client_ctx(verify=False):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if verify:
-        ctx.load_verify_locations(os.path.join(TMP, "ca.pem"))
+        ctx.load_verify_locations(H.path("ca.pem"))
     else:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -406,7 +372,7 @@ class ProxyCore(unittest.TestCase):
         s = client_ctx(False).wrap_socket(raw, server_hostname="other.test")
         der = s.getpeercert(binary_form=True)
         s.close()
-        with open(os.path.join(TMP, "alpha.test.pem")) as f:
+        with open(H.path("alpha.test.pem")) as f:
             self.assertEqual(der, ssl.PEM_cert_to_DER_cert(f.read()))
 
     def test_session_resumption(self):
@@ -560,9 +526,7 @@ class ProxyCore(unittest.TestCase):
     def test_global_connection_limit(self):
         # a second daemon with max_connections = 2 over two listeners
         port_a, port_b, admin = free_port(), free_port(), free_port()
-        conf = os.path.join(TMP, "limit.conf")
-        with open(conf, "w") as f:
-            f.write('''workers = 2; shutdown_grace = 0;
+        conf = ('''workers = 2; shutdown_grace = 0;
 admin = { bind = "127.0.0.1:%d"; };
 limits = { max_connections = 2; };
 listeners = (
@@ -571,14 +535,8 @@ listeners = (
   { name = "b"; protocol = "tcp"; bind = "127.0.0.1:%d";
     upstream = { address = "127.0.0.1:%d"; }; } );
 ''' % (admin, port_a, PORTS["echo"], port_b, PORTS["echo"]))
-        log = os.path.join(TMP, "limit.log")
-        with open(log, "wb") as lf:
-            p = subprocess.Popen([SPIMWALL, "-c", conf], stderr=lf, stdout=lf)
+        p = H.start_spimwall(conf, name="limit", timeout=10)
         try:
-            def text():
-                with open(log, errors="replace") as f:
-                    return f.read()
-            self.assertTrue(wait_for(lambda: "event=started" in text(), 10))
             conns = []
             for port in (port_a, port_b):
                 c = socket.create_connection(("127.0.0.1", port))
@@ -588,7 +546,7 @@ listeners = (
             extra = socket.create_connection(("127.0.0.1", port_a))
             self.assertTrue(closed_within(extra, 2))
             extra.close()
-            self.assertTrue(wait_for(lambda: "reason=global_limit" in text()))
+            self.assertTrue(wait_for(lambda: "reason=global_limit" in H.log_text("limit")))
             conns.pop().close()
             time.sleep(0.3)
             again = socket.create_connection(("127.0.0.1", port_b))

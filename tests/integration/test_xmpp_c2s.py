@@ -7,85 +7,30 @@ chat flows, malformed / restricted / oversize input and a dead upstream give the
 of RFC 6120. Everything on loopback, started and stopped here.
 """
 import asyncio
-import logging
 import os
-import shutil
 import socket
-import ssl
-import subprocess
-import tempfile
+import sys
 import time
 import unittest
 
-SRC = os.environ.get("SW_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
-BUILD = os.environ.get("SW_BUILD_DIR", os.path.join(SRC, "build"))
-SPIMWALL = os.path.join(BUILD, "spimwall")
-PROSODY = os.path.join(SRC, "scripts", "prosody-local.sh")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import swtest  # noqa: E402
+from swtest import connect, make_client, until  # noqa: E402
 
-TMP = None
-PORTS = {}
-DAEMON = None
-
-logging.getLogger("slixmpp").setLevel(logging.CRITICAL)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def log_text():
-    with open(os.path.join(TMP, "spimwall.log"), errors="replace") as f:
-        return f.read()
-
-
-def wait_for(pred, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
-def port_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
-
-HDR = (b"<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
-       b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+H = swtest.Harness("sw_xc2s_")
+PORTS = H.ports
+log_text = H.log_text
+HDR = swtest.XMPP_HDR
 
 
 def setUpModule():
-    global TMP, DAEMON
-    TMP = tempfile.mkdtemp(prefix="sw_xc2s_")
-    for name in ("prosody", "starttls", "direct", "plain", "tagonly", "down", "admin", "dead"):
-        PORTS[name] = free_port()
-    env = dict(os.environ, SW_PROSODY_PLAINTEXT="1")
+    H.open("prosody", "starttls", "direct", "plain", "tagonly", "down", "admin", "dead")
     users = ["alice:alice-pw", "bob:bob-pw", "carol:carol-pw", "dave:dave-pw", "erin:erin-pw",
              "frank:frank-pw", "gina:gina-pw"]
-    subprocess.run([PROSODY, "start", os.path.join(TMP, "prosody"), str(PORTS["prosody"])] + users,
-                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for(lambda: port_open(PORTS["prosody"]), 20), "prosody"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-                    "-keyout", os.path.join(TMP, "key.pem"), "-out", os.path.join(TMP, "cert.pem")],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    certs = 'certificates = ( { names = ["localhost"]; cert = "%s/cert.pem"; key = "%s/key.pem"; } );' % (TMP, TMP)
-    conf = """
-workers = 1;
-admin = { bind = "127.0.0.1:%(admin)d"; };
-log = { level = "info"; };
-matcher = { rules_dir = "%(src)s/conf/rules"; lists_dir = "%(src)s/conf/lists"; };
-listeners = (
+    H.start_prosody(PORTS["prosody"], users, env={"SW_PROSODY_PLAINTEXT": "1"})
+    swtest.self_signed(H.path("key.pem"), H.path("cert.pem"))
+    certs = 'certificates = ( { names = ["localhost"]; cert = "%s/cert.pem"; key = "%s/key.pem"; } );' % (H.tmp, H.tmp)
+    listeners = """
   { name = "starttls"; protocol = "xmpp-c2s"; bind = "127.0.0.1:%(starttls)d"; tls = "starttls";
     %(certs)s upstream = { address = "127.0.0.1:%(prosody)d"; }; },
   { name = "direct"; protocol = "xmpp-c2s"; bind = "127.0.0.1:%(direct)d"; tls = "direct";
@@ -98,73 +43,12 @@ listeners = (
     upstream = { address = "127.0.0.1:%(prosody)d"; }; },
   { name = "down"; protocol = "xmpp-c2s"; bind = "127.0.0.1:%(down)d"; tls = "none";
     upstream = { address = "127.0.0.1:%(dead)d"; }; }
-);
-""" % dict(PORTS, src=SRC, certs=certs)
-    with open(os.path.join(TMP, "spimwall.conf"), "w") as f:
-        f.write(conf)
-    with open(os.path.join(TMP, "spimwall.log"), "ab") as log:
-        DAEMON = subprocess.Popen([SPIMWALL, "-c", os.path.join(TMP, "spimwall.conf")],
-                                  stdout=log, stderr=log)
-    assert wait_for(lambda: "event=started" in log_text() or DAEMON.poll() is not None, 30)
-    assert DAEMON.poll() is None, log_text()
+""" % dict(PORTS, certs=certs)
+    H.start_spimwall(swtest.conf(PORTS["admin"], listeners))
 
 
 def tearDownModule():
-    if DAEMON is not None and DAEMON.poll() is None:
-        DAEMON.kill()
-        DAEMON.wait()
-    if TMP is not None:
-        subprocess.run([PROSODY, "stop", os.path.join(TMP, "prosody")])
-        if os.environ.get("SW_KEEP_TMP") is None:
-            shutil.rmtree(TMP, ignore_errors=True)
-
-
-def make_client(jid, pw, sm=False):
-    import slixmpp
-
-    class Client(slixmpp.ClientXMPP):
-        def __init__(self):
-            super().__init__(jid, pw)
-            self.got, self.raw, self.errors, self.stream_errors = [], [], [], []
-            self.ready = asyncio.get_event_loop().create_future()
-            self.add_event_handler("session_start", self.start)
-            self.add_event_handler("message", self.on_msg)
-            self.add_event_handler("message_error", lambda m: self.errors.append(m))
-            self.add_event_handler("stream_error", lambda e: self.stream_errors.append(e))
-            if sm:
-                self.register_plugin("xep_0198")
-
-        def on_msg(self, m):
-            if m["type"] != "error":
-                self.got.append(m["body"])
-                self.raw.append(str(m))
-
-        async def start(self, _):
-            self.send_presence()
-            await self.get_roster()
-            if not self.ready.done():
-                self.ready.set_result(True)
-
-    return Client()
-
-
-def connect(c, port, mode):
-    if mode == "direct":
-        c.connect(("127.0.0.1", port), use_ssl=True, disable_starttls=True)
-    elif mode == "plain":
-        c["feature_mechanisms"].unencrypted_plain = True
-        c.connect(("127.0.0.1", port), disable_starttls=True)
-    else:
-        c.connect(("127.0.0.1", port))
-    c.ssl_context.check_hostname = False
-    c.ssl_context.verify_mode = ssl.CERT_NONE
-
-
-async def until(pred, timeout=15):
-    end = time.time() + timeout
-    while time.time() < end and not pred():
-        await asyncio.sleep(0.05)
-    return pred()
+    H.close()
 
 
 SPIM = "lol! see it! u'll like it http://bit.ly/x%d http://evil.example/pic%d.zip"

@@ -6,80 +6,29 @@ are filtered. A wrong CA gives the client <remote-connection-failed/>. Everythin
 started and stopped here.
 """
 import asyncio
-import logging
 import os
-import shutil
 import socket
-import ssl
-import subprocess
-import tempfile
+import sys
 import time
 import unittest
 
-SRC = os.environ.get("SW_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
-BUILD = os.environ.get("SW_BUILD_DIR", os.path.join(SRC, "build"))
-SPIMWALL = os.path.join(BUILD, "spimwall")
-PROSODY = os.path.join(SRC, "scripts", "prosody-local.sh")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import swtest  # noqa: E402
+from swtest import connect, make_client, until  # noqa: E402
 
-TMP = None
-PORTS = {}
-DAEMON = None
-
-logging.getLogger("slixmpp").setLevel(logging.CRITICAL)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def log_text():
-    with open(os.path.join(TMP, "spimwall.log"), errors="replace") as f:
-        return f.read()
-
-
-def wait_for(pred, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
-def port_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
+H = swtest.Harness("sw_xup_")
+PORTS = H.ports
+log_text = H.log_text
 
 
 def setUpModule():
-    global TMP, DAEMON
-    TMP = tempfile.mkdtemp(prefix="sw_xup_")
-    for name in ("prosody", "prosody_tls", "starttls", "direct", "badca", "admin"):
-        PORTS[name] = free_port()
-    env = dict(os.environ, SW_PROSODY_DIRECT_TLS_PORT=str(PORTS["prosody_tls"]))
-    subprocess.run([PROSODY, "start", os.path.join(TMP, "prosody"), str(PORTS["prosody"]),
-                    "alice:alice-pw", "bob:bob-pw"], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for(lambda: port_open(PORTS["prosody_tls"]), 20), "prosody direct TLS port"
-    ca = os.path.join(TMP, "prosody", "certs", "localhost.crt")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-                    "-keyout", os.path.join(TMP, "other.key"),
-                    "-out", os.path.join(TMP, "other.pem")],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    conf = """
-workers = 1;
-admin = { bind = "127.0.0.1:%(admin)d"; };
-log = { level = "info"; };
-matcher = { rules_dir = "%(src)s/conf/rules"; lists_dir = "%(src)s/conf/lists"; };
-listeners = (
+    H.open("prosody", "prosody_tls", "starttls", "direct", "badca", "admin")
+    H.start_prosody(PORTS["prosody"], ["alice:alice-pw", "bob:bob-pw"],
+                    env={"SW_PROSODY_DIRECT_TLS_PORT": str(PORTS["prosody_tls"])},
+                    wait_port=PORTS["prosody_tls"])
+    ca = H.path("prosody", "certs", "localhost.crt")
+    swtest.self_signed(H.path("other.key"), H.path("other.pem"))
+    listeners = """
   { name = "up-starttls"; protocol = "xmpp-c2s"; bind = "127.0.0.1:%(starttls)d"; tls = "none";
     upstream = { address = "127.0.0.1:%(prosody)d"; starttls = true; ca_file = "%(ca)s";
                  server_name = "localhost"; }; },
@@ -89,64 +38,30 @@ listeners = (
   { name = "up-badca"; protocol = "xmpp-c2s"; bind = "127.0.0.1:%(badca)d"; tls = "none";
     upstream = { address = "127.0.0.1:%(prosody)d"; starttls = true; ca_file = "%(other)s";
                  server_name = "localhost"; }; }
-);
-""" % dict(PORTS, src=SRC, ca=ca, other=os.path.join(TMP, "other.pem"))
-    with open(os.path.join(TMP, "spimwall.conf"), "w") as f:
-        f.write(conf)
-    with open(os.path.join(TMP, "spimwall.log"), "ab") as log:
-        DAEMON = subprocess.Popen([SPIMWALL, "-c", os.path.join(TMP, "spimwall.conf")],
-                                  stdout=log, stderr=log)
-    assert wait_for(lambda: "event=started" in log_text() or DAEMON.poll() is not None, 30)
-    assert DAEMON.poll() is None, log_text()
+""" % dict(PORTS, ca=ca, other=H.path("other.pem"))
+    H.start_spimwall(swtest.conf(PORTS["admin"], listeners))
 
 
 def tearDownModule():
-    if DAEMON is not None and DAEMON.poll() is None:
-        DAEMON.kill()
-        DAEMON.wait()
-    if TMP is not None:
-        subprocess.run([PROSODY, "stop", os.path.join(TMP, "prosody")])
-        if os.environ.get("SW_KEEP_TMP") is None:
-            shutil.rmtree(TMP, ignore_errors=True)
+    H.close()
 
 
 def chat(port):
     """alice and bob log in through port; alice sends ham, spim, ham. Returns (bodies bob got,
     bounces alice got)."""
-    import slixmpp
-
-    class Client(slixmpp.ClientXMPP):
-        def __init__(self, jid, pw):
-            super().__init__(jid, pw)
-            self.got, self.errors = [], []
-            self.ready = asyncio.get_event_loop().create_future()
-            self.add_event_handler("session_start", self.start)
-            self.add_event_handler(
-                "message", lambda m: self.got.append(m["body"]) if m["type"] != "error" else None)
-            self.add_event_handler("message_error", lambda m: self.errors.append(m))
-
-        async def start(self, _):
-            self.send_presence()
-            await self.get_roster()
-            if not self.ready.done():
-                self.ready.set_result(True)
-
     async def run():
-        a = Client("alice@localhost/t", "alice-pw")
-        b = Client("bob@localhost/t", "bob-pw")
+        a = make_client("alice@localhost/t", "alice-pw")
+        b = make_client("bob@localhost/t", "bob-pw")
         for c in (a, b):
             # the client leg is plaintext on a trusted loopback listener; the upstream is TLS
-            c["feature_mechanisms"].unencrypted_plain = True
-            c.connect(("127.0.0.1", port), disable_starttls=True)
+            connect(c, port, "plain")
         await asyncio.wait_for(asyncio.gather(a.ready, b.ready), 30)
         a.send_message(mto="bob@localhost", mbody="morning bob, coffee at 10?", mtype="chat")
         a.send_message(mto="bob@localhost",
                        mbody="lol! see it! u'll like it http://bit.ly/zz http://x.example/p.zip",
                        mtype="chat")
         a.send_message(mto="bob@localhost", mbody="and bring the slides", mtype="chat")
-        end = time.time() + 15
-        while time.time() < end and (len(b.got) < 2 or not a.errors):
-            await asyncio.sleep(0.1)
+        await until(lambda: len(b.got) >= 2 and a.errors, 15)
         await asyncio.sleep(0.5)
         a.disconnect()
         b.disconnect()
@@ -159,8 +74,7 @@ def chat(port):
 def raw_features(port):
     """Opens a stream through port and returns what comes back until the features end."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
-              b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+    s.sendall(swtest.XMPP_HDR)
     data = b""
     end = time.time() + 10
     while time.time() < end and b"</stream:features>" not in data and b"</stream:stream>" not in data:

@@ -15,7 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import swtest  # noqa: E402
-from swtest import connect, make_client, until  # noqa: E402
+from swtest import RawXmpp, connect, make_client, until  # noqa: E402
 
 H = swtest.Harness("sw_xc2s_")
 PORTS = H.ports
@@ -75,89 +75,6 @@ def raw_session(port, payloads, wait=3.0):
         pass
     s.close()
     return out
-
-
-class RawXmpp:
-    """A plaintext XMPP client on a socket, for what slixmpp cannot be made to do on cue:
-    drop the TCP connection without closing the stream, then resume (XEP-0198) with chosen h
-    values. Top-level elements are parsed with ElementTree's pull parser."""
-
-    NS_SM = "urn:xmpp:sm:3"
-
-    def __init__(self, port):
-        import xml.etree.ElementTree as ET
-        self.ET = ET
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.inbound = 0  # stanzas received since SM was enabled (message, presence, iq)
-        self.counting = False
-        self.items = []
-        self.skipped = []
-
-    def restart(self):
-        self.parser = self.ET.XMLPullParser(events=("start", "end"))
-        self.depth = 0
-        self.sock.sendall(HDR)
-        return self.expect("{http://etherx.jabber.org/streams}features")
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def next(self, timeout=10):
-        end = time.time() + timeout
-        while not self.items:
-            if time.time() > end:
-                raise AssertionError("timed out waiting for a stanza")
-            self.sock.settimeout(max(0.05, end - time.time()))
-            data = self.sock.recv(65536)
-            if not data:
-                raise AssertionError("connection closed")
-            self.parser.feed(data)
-            for ev, el in self.parser.read_events():
-                if ev == "start":
-                    self.depth += 1
-                else:
-                    self.depth -= 1
-                    if self.depth == 1:
-                        self.items.append(el)
-                        if self.counting and el.tag.split("}")[-1] in ("message", "presence", "iq"):
-                            self.inbound += 1
-        return self.items.pop(0)
-
-    def expect(self, tag, timeout=10):
-        """The next element named tag; the ones before it are kept in self.skipped."""
-        while True:
-            el = self.next(timeout)
-            if el.tag == tag:
-                return el
-            if el.tag.endswith("}error") and "streams" in el.tag:
-                raise AssertionError("stream error: %s" % self.ET.tostring(el))
-            self.skipped.append(el)
-
-    def take(self, tag, timeout=10):
-        """Like expect(), but an element skipped earlier counts first."""
-        for i, el in enumerate(self.skipped):
-            if el.tag == tag:
-                return self.skipped.pop(i)
-        return self.expect(tag, timeout)
-
-    def login(self, user, pw, resource="raw"):
-        import base64
-        self.restart()
-        cred = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()).decode()
-        self.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>" % cred)
-        self.expect("{urn:ietf:params:xml:ns:xmpp-sasl}success")
-        return self.restart()
-
-    def bind(self, resource="raw"):
-        self.send("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-                  "<resource>%s</resource></bind></iq>" % resource)
-        self.expect("{jabber:client}iq")
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 class XmppC2s(unittest.TestCase):

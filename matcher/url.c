@@ -778,48 +778,65 @@ static inline bool anchor_at(const char *s, size_t len, size_t i)
  * sixteen bytes per step with SSE2 (where the compiler targets it), which also tests the
  * neighbours, so that sentence dots and the letter d (common in chat) do not each cost a call;
  * else a byte at a time. */
-static size_t next_anchor(const char *text, size_t len, size_t i)
-{
 #if defined(__SSE2__)
-    if (i == 0 && len > 0) {
-        if (anchor_at(text, len, 0))
-            return 0;
-        i = 1;
-    }
+/* anchor_at() for p[0..16) at once, as a bit mask; reads p[-1] to p[17]. */
+static inline unsigned anchor_mask16(const char *p)
+{
     const __m128i dot = _mm_set1_epi8('.'), lbr = _mm_set1_epi8('['), lpa = _mm_set1_epi8('('),
                   lcu = _mm_set1_epi8('{'), sla = _mm_set1_epi8('/'), d = _mm_set1_epi8('d'),
                   o = _mm_set1_epi8('o'), t = _mm_set1_epi8('t'), sp = _mm_set1_epi8(' '),
                   lower = _mm_set1_epi8(0x20);
-    /* the loads reach from text[i - 1] to text[i + 17] */
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i prev = _mm_loadu_si128((const __m128i *)(const void *)(p - 1));
+    __m128i next = _mm_loadu_si128((const __m128i *)(const void *)(p + 1));
+    __m128i next2 = _mm_loadu_si128((const __m128i *)(const void *)(p + 2));
+    /* unsigned x <= ' '  <=>  min(x, ' ') == x */
+    __m128i prev_blank = _mm_cmpeq_epi8(_mm_min_epu8(prev, sp), prev);
+    __m128i next_blank = _mm_cmpeq_epi8(_mm_min_epu8(next, sp), next);
+    __m128i m = _mm_andnot_si128(_mm_or_si128(prev_blank, next_blank), _mm_cmpeq_epi8(v, dot));
+    m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, lbr),
+                                     _mm_or_si128(_mm_cmpeq_epi8(v, lpa),
+                                                  _mm_cmpeq_epi8(v, lcu))));
+    m = _mm_or_si128(m, _mm_and_si128(_mm_cmpeq_epi8(v, sla), _mm_cmpeq_epi8(next, sla)));
+    /* only 'D'/'d' (and 'O'/'o', 'T'/'t') become 'd' ('o', 't') when 0x20 is or-ed in */
+    __m128i dw =
+        _mm_and_si128(_mm_cmpeq_epi8(_mm_or_si128(v, lower), d), _mm_cmpeq_epi8(prev, sp));
+    dw = _mm_and_si128(dw, _mm_and_si128(_mm_cmpeq_epi8(_mm_or_si128(next, lower), o),
+                                         _mm_cmpeq_epi8(_mm_or_si128(next2, lower), t)));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(m, dw));
+}
+#endif
+
+static size_t next_anchor(const char *text, size_t len, size_t i)
+{
+#if defined(__SSE2__)
+    if (i >= len)
+        return len;
+    if (i == 0) {
+        if (anchor_at(text, len, 0))
+            return 0;
+        i = 1;
+    }
     for (; i + 18 <= len; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(text + i));
-        __m128i prev = _mm_loadu_si128((const __m128i *)(const void *)(text + i - 1));
-        __m128i next = _mm_loadu_si128((const __m128i *)(const void *)(text + i + 1));
-        __m128i next2 = _mm_loadu_si128((const __m128i *)(const void *)(text + i + 2));
-        /* unsigned x <= ' '  <=>  min(x, ' ') == x */
-        __m128i prev_blank = _mm_cmpeq_epi8(_mm_min_epu8(prev, sp), prev);
-        __m128i next_blank = _mm_cmpeq_epi8(_mm_min_epu8(next, sp), next);
-        __m128i m = _mm_andnot_si128(_mm_or_si128(prev_blank, next_blank),
-                                     _mm_cmpeq_epi8(v, dot));
-        m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, lbr),
-                                         _mm_or_si128(_mm_cmpeq_epi8(v, lpa),
-                                                      _mm_cmpeq_epi8(v, lcu))));
-        m = _mm_or_si128(m, _mm_and_si128(_mm_cmpeq_epi8(v, sla), _mm_cmpeq_epi8(next, sla)));
-        /* only 'D'/'d' (and 'O'/'o', 'T'/'t') become 'd' ('o', 't') when 0x20 is or-ed in */
-        __m128i dw = _mm_and_si128(_mm_cmpeq_epi8(_mm_or_si128(v, lower), d),
-                                   _mm_cmpeq_epi8(prev, sp));
-        dw = _mm_and_si128(dw, _mm_and_si128(_mm_cmpeq_epi8(_mm_or_si128(next, lower), o),
-                                             _mm_cmpeq_epi8(_mm_or_si128(next2, lower), t)));
-        unsigned bits = (unsigned)_mm_movemask_epi8(_mm_or_si128(m, dw));
+        unsigned bits = anchor_mask16(text + i);
         if (bits != 0)
             return i + (size_t)__builtin_ctz(bits);
     }
-#endif
+    if (i >= len)
+        return len;
+    /* the last 1..17 bytes from a zero-padded copy: a zero after the end is blank, not '/',
+     * not "ot", so the mask agrees with anchor_at() at the end of the text too */
+    char tail[40] = {0};
+    memcpy(tail, text + i - 1, len - i + 1);
+    unsigned bits = anchor_mask16(tail + 1) | (anchor_mask16(tail + 17) << 16);
+    return bits != 0 ? i + (size_t)__builtin_ctz(bits) : len;
+#else
     for (; i < len; i++) {
         if (anchor_at(text, len, i))
             return i;
     }
     return len;
+#endif
 }
 
 unsigned url_extract(const char *text, size_t len, struct url_set *set)

@@ -576,11 +576,14 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
     const struct url_set *urls = ctx->urls;
     struct rep_signals sig;
 
-    size_t rl = addr_fold(ctx->rcpt, msg->recipient, msg->recipient_len);
-    if (rl > 0)
-        rm->recipient = sw_hash64(ctx->rcpt, rl, m->salt ^ 0x7e);
     if (urls->n >= cfg->spread_min_urls && folded_len >= cfg->spread_min_len)
         rm->fingerprint = v->fingerprint ^ m->salt;
+    /* the recipient only counts towards fan-out, which needs the fingerprint */
+    if (rm->fingerprint != 0) {
+        size_t rl = addr_fold(ctx->rcpt, msg->recipient, msg->recipient_len);
+        if (rl > 0)
+            rm->recipient = sw_hash64(ctx->rcpt, rl, m->salt ^ 0x7e);
+    }
     unsigned dom_url[REP_MAX_DOMAINS]; /* the URL each rm->domains[] entry came from */
     for (unsigned i = 0; i < urls->n && rm->n_domains < REP_MAX_DOMAINS; i++) {
         uint64_t h = sw_hash64(urls->items[i].domain, urls->items[i].domain_len, m->salt ^ 0xd0);

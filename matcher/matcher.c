@@ -567,24 +567,24 @@ static void early_keys(struct matcher_ctx *ctx, const struct matcher *m,
         rm->ip = sw_hash64(msg->ip, msg->ip_len, m->salt ^ 0x1b);
 }
 
-/* rm comes filled by early_keys(). */
-static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, struct rep *rep,
-                              const struct matcher_msg *msg, size_t folded_len,
-                              struct rep_msg *rm, struct verdict *v)
+/* The reputation keys known once the links and the body digest are: fingerprint, recipient
+ * (both for fan-out and campaign) and the links' domains; dom_url[k] is the link that
+ * rm->domains[k] came from. rm comes filled by early_keys(). */
+static void spread_keys(struct matcher_ctx *ctx, const struct matcher *m,
+                        const struct matcher_msg *msg, size_t folded_len, uint64_t fingerprint,
+                        struct rep_msg *rm, unsigned *dom_url)
 {
     const struct matcher_config *cfg = &m->cfg;
     const struct url_set *urls = ctx->urls;
-    struct rep_signals sig;
 
     if (urls->n >= cfg->spread_min_urls && folded_len >= cfg->spread_min_len)
-        rm->fingerprint = v->fingerprint ^ m->salt;
+        rm->fingerprint = fingerprint ^ m->salt;
     /* the recipient only counts towards fan-out, which needs the fingerprint */
     if (rm->fingerprint != 0) {
         size_t rl = addr_fold(ctx->rcpt, msg->recipient, msg->recipient_len);
         if (rl > 0)
             rm->recipient = sw_hash64(ctx->rcpt, rl, m->salt ^ 0x7e);
     }
-    unsigned dom_url[REP_MAX_DOMAINS]; /* the URL each rm->domains[] entry came from */
     for (unsigned i = 0; i < urls->n && rm->n_domains < REP_MAX_DOMAINS; i++) {
         uint64_t h = sw_hash64(urls->items[i].domain, urls->items[i].domain_len, m->salt ^ 0xd0);
         bool dup = false;
@@ -595,6 +595,17 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
             rm->domains[rm->n_domains++] = h;
         }
     }
+}
+
+/* rm comes filled by early_keys() and spread_keys(). */
+static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, struct rep *rep,
+                              const struct matcher_msg *msg, size_t folded_len,
+                              const unsigned *dom_url, struct rep_msg *rm, struct verdict *v)
+{
+    const struct matcher_config *cfg = &m->cfg;
+    const struct url_set *urls = ctx->urls;
+    struct rep_signals sig;
+
     if (rm->fingerprint == 0 && rm->sender == 0 && rm->ip == 0 && rm->n_domains == 0)
         return;
 
@@ -681,6 +692,8 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     size_t sender_len = addr_fold(ctx->addr, msg->sender, msg->sender_len);
     bool use_rep = rep != NULL && cfg->reputation;
     struct rep_msg rm;
+    unsigned dom_url[REP_MAX_DOMAINS]; /* see spread_keys() */
+    bool spread_done = false;
     if (use_rep) {
         early_keys(ctx, m, msg, sender_len, &rm);
         rep_prefetch(rep, rm.sender, 0);
@@ -724,6 +737,21 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
             fcache_prefetch(ctx, url_keys[i][0]);
             fcache_prefetch(ctx, url_keys[i][1]);
         }
+        /* The folded fingerprint feeds fan-out and campaign counting only; other messages get
+         * a plain digest of the normalised text for the logs. */
+        if (use_rep && ctx->urls->n >= cfg->spread_min_urls)
+            out->fingerprint =
+                text_fingerprint(ctx->norm, tn.len, spans, ctx->urls->n, &folded_len);
+        else
+            out->fingerprint = sw_hash64_wide(ctx->norm, tn.len, 0x6466u);
+        /* The fingerprint, pair and domain buckets are random memory too, and a message with a
+         * link has all of them: fetch their tag lines while its links are scanned. */
+        if (use_rep) {
+            spread_keys(ctx, m, msg, folded_len, out->fingerprint, &rm, dom_url);
+            spread_done = true;
+            if (ctx->urls->n > 0)
+                rep_prefetch_spread(rep, &rm);
+        }
         for (unsigned i = 0; i < ctx->urls->n; i++) {
             const struct url_item *u = &ctx->urls->items[i];
             if (scan_field(ctx, m, RULE_URL, u->url, u->url_len, url_keys[i][0], err) != SW_OK ||
@@ -731,13 +759,6 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
                     SW_OK)
                 return SW_ERROR;
         }
-        /* The folded fingerprint feeds fan-out and campaign counting only; other messages get
-         * a plain digest of the normalised text for the logs. */
-        if (rep != NULL && cfg->reputation && ctx->urls->n >= cfg->spread_min_urls)
-            out->fingerprint =
-                text_fingerprint(ctx->norm, tn.len, spans, ctx->urls->n, &folded_len);
-        else
-            out->fingerprint = sw_hash64_wide(ctx->norm, tn.len, 0x6466u);
     }
 
     if (sender_len > 0) {
@@ -753,7 +774,9 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
 
     bool observed = false;
     if (use_rep) {
-        behaviour_signals(ctx, m, rep, msg, folded_len, &rm, out);
+        if (!spread_done) /* no body to scan: only the config can give it a fingerprint */
+            spread_keys(ctx, m, msg, folded_len, out->fingerprint, &rm, dom_url);
+        behaviour_signals(ctx, m, rep, msg, folded_len, dom_url, &rm, out);
         observed = true;
     }
 

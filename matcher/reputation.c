@@ -664,6 +664,22 @@ void rep_prefetch(const struct rep *rep, uint64_t sender, uint64_t ip)
         rep_prefetch_bucket(rep, REP_KIND_IP, ip);
 }
 
+void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg)
+{
+    struct rep_slot s; /* rep_locate() starts the fetch of the tag line */
+    unsigned n_dom = msg->n_domains < REP_MAX_DOMAINS ? msg->n_domains : REP_MAX_DOMAINS;
+
+    if (msg->fingerprint != 0) {
+        rep_locate(rep, REP_KIND_FINGERPRINT, msg->fingerprint, &s);
+        if (msg->sender != 0)
+            rep_locate(rep, REP_KIND_PAIR, sw_hash_combine(msg->sender, msg->fingerprint), &s);
+    }
+    for (unsigned i = 0; i < n_dom; i++) {
+        if (msg->domains[i] != 0)
+            rep_locate(rep, REP_KIND_DOMAIN, msg->domains[i], &s);
+    }
+}
+
 /* Adds weight to the spam history of (kind, raw). */
 static void add_spam(struct rep *rep, enum rep_kind kind, uint64_t raw, uint64_t now, double weight)
 {

@@ -81,6 +81,11 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
  * first (the body scan) finds them in cache. */
 void rep_prefetch(const struct rep *rep, uint64_t sender, uint64_t ip);
 
+/* A hint like rep_prefetch: starts fetching the tag lines of the fingerprint, pair and domain
+ * buckets of msg (borrowed), for a caller that knows those keys some work before it calls
+ * rep_observe(). */
+void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg);
+
 /* Feedback after a verdict of tag or drop: adds weight to the spam history of the sender, the
  * IP and every domain of msg (bad-domain history), at msg->now_ms. A weight that is not a
  * positive finite number is ignored. Thread-safe. */

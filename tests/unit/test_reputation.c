@@ -550,6 +550,32 @@ static void test_quarantine(void **state)
     rep_free(rep);
 }
 
+/* The prefetch hints change nothing: no entry, no lookup counted, the same signals after. */
+static void test_prefetch_is_only_a_hint(void **state)
+{
+    (void)state;
+    struct rep *rep = new_rep(1u << 20, 4, 0);
+    struct rep_stats st;
+    struct rep_msg m = msg_of(key("s", 1), key("r", 1), key("fp", 1), T0);
+    m.domains[0] = key("d", 1);
+    m.domains[1] = 0;
+    m.n_domains = 1000; /* clamped, as in rep_observe */
+    rep_prefetch(rep, m.sender, key("ip", 1));
+    rep_prefetch_spread(rep, &m);
+    rep_get_stats(rep, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.hits + st.misses, 0);
+    m.n_domains = 2;
+    rep_report_spam(rep, &m, 1.0);
+    rep_prefetch_spread(rep, &m);
+    struct rep_signals sig = observe(rep, &m);
+    assert_int_equal(sig.campaign, 1);
+    assert_int_equal(sig.fanout, 1);
+    assert_true(fabs(sig.domain_spam - 1.0) < 1e-9);
+    assert_int_equal(sig.domain_spam_idx, 0);
+    rep_free(rep);
+}
+
 static void test_zero_keys(void **state)
 {
     (void)state;
@@ -706,6 +732,7 @@ int main(void)
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_bad_domain_history),
         cmocka_unit_test(test_quarantine),
+        cmocka_unit_test(test_prefetch_is_only_a_hint),
         cmocka_unit_test(test_zero_keys),
         cmocka_unit_test(test_concurrency),
     };

@@ -418,14 +418,22 @@ static bool copy_plain_ascii(const char *in, size_t len, char *out, size_t *from
             start = i;
         carry = sp >> 15;
     }
+    /* the last bytes one at a time, with the same test made exact: most chat then needs no
+     * fold pass at all (*from == len) */
     for (size_t k = i; k < len; k++) {
         unsigned char c = (unsigned char)in[k];
         if (c >= 0x80 || c == '&')
             return false;
         out[k] = (char)c;
+        if (start == (size_t)-1 && c <= ' ') {
+            if (c < ' ' || carry)
+                start = k;
+            carry = 1;
+        } else {
+            carry = 0;
+        }
     }
-    /* the last bytes are left to the fold loop, as in fold_start() */
-    *from = start != (size_t)-1 ? start : i;
+    *from = start != (size_t)-1 ? start : len;
     return true;
 }
 #endif

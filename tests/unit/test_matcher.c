@@ -419,20 +419,35 @@ static void test_field_cache_same_verdicts(void **state)
     struct matcher *nocache = matcher_new(f->db, &cfg, &err);
     assert_non_null(nocache);
     struct matcher_ctx *ctx2 = matcher_ctx_new();
+    /* the default cache, and tiny ones where the fields keep evicting each other (one slot,
+     * one two-way set, two sets) */
+    struct matcher *cached[4] = {f->m, NULL, NULL, NULL};
+    struct matcher_ctx *cctx[4] = {f->ctx, NULL, NULL, NULL};
+    for (unsigned k = 1; k < 4; k++) {
+        cfg.field_cache_slots = 1u << (k - 1);
+        cached[k] = matcher_new(f->db, &cfg, &err);
+        assert_non_null(cached[k]);
+        cctx[k] = matcher_ctx_new();
+        assert_non_null(cctx[k]);
+    }
     const char *bodies[] = {"hello", "see http://files.evil.example/pics.zip",
                             "mirror http://files.evil.example/pics.zip and www.other.example/",
                             "exactly five"};
     const char *senders[] = {"someone@evil.example", "BOT7@x.example", "a@x.example"};
-    for (unsigned round = 0; round < 3; round++) {
+    for (unsigned round = 0; round < 3 * 4; round++) {
+        struct matcher *cm = cached[round % 4];
+        struct matcher_ctx *cc = cctx[round % 4];
         for (unsigned b = 0; b < 4; b++) {
-            for (unsigned si = 0; si < 3; si++) {
+            /* each sender twice in a row: its entry is then found in the second way */
+            for (unsigned sj = 0; sj < 6; sj++) {
+                unsigned si = sj / 2;
                 struct matcher_msg msg = {.sender = senders[si],
                                           .sender_len = strlen(senders[si]),
                                           .body = bodies[b],
                                           .body_len = strlen(bodies[b]),
                                           .now_ms = 1};
                 struct verdict a, c;
-                assert_int_equal(matcher_classify(f->ctx, f->m, NULL, &msg, &a, &err), SW_OK);
+                assert_int_equal(matcher_classify(cc, cm, NULL, &msg, &a, &err), SW_OK);
                 assert_int_equal(matcher_classify(ctx2, nocache, NULL, &msg, &c, &err), SW_OK);
                 assert_int_equal(a.action, c.action);
                 assert_true(a.score == c.score);
@@ -443,6 +458,10 @@ static void test_field_cache_same_verdicts(void **state)
                 }
             }
         }
+    }
+    for (unsigned k = 1; k < 4; k++) {
+        matcher_ctx_free(cctx[k]);
+        matcher_unref(cached[k]);
     }
     matcher_ctx_free(ctx2);
     matcher_unref(nocache);

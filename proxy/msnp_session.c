@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,6 +16,7 @@
 #include "matcher/matcher.h"
 #include "protocols/msnp/msnp_chunks.h"
 #include "protocols/msnp/msnp_mime.h"
+#include "protocols/msnp/msnp_oim.h"
 #include "protocols/msnp/msnp_parser.h"
 #include "proxy/judge.h"
 #include "proxy/log.h"
@@ -29,6 +31,9 @@
 #define MS_TEXT_MAX 65536 /* decoded text handed to the matcher */
 #define MS_ROOM 1024      /* room a verdict needs: tag headers here, an ACK/NAK or error back */
 #define MS_WAIT 3         /* handler result: not judged yet, an insertion would not fit */
+/* room in ms_text for one decoded OIM field (name, subject): two of them and a space fit */
+#define MS_OIM_HALF MSNP_OIM_DECODED_MAX(MSNP_OIM_FIELD_MAX_LIMIT)
+_Static_assert(2 * MS_OIM_HALF + 1 <= MS_TEXT_MAX, "decoded OIM fields must fit in ms_text");
 
 /* --- switchboard cookies: process-wide, since the client's switchboard connection may reach
  * another worker ------------------------------------------------------------------------ */
@@ -143,6 +148,8 @@ static _Thread_local char ms_text[MS_TEXT_MAX];
 /* the MIME view of the MSG being judged: too big for the stack, and one per worker is enough
  * (on_msg never runs twice at once on a thread) */
 static _Thread_local struct msnp_mime ms_mime;
+/* the OIM entries of the Mail-Data being judged (on_oim, called from on_msg) */
+static _Thread_local struct msnp_oim ms_oim;
 
 /* verdict and scan_failed lines of this protocol (one rate limit each, mod=msnp) */
 static struct judge_sites ms_judge_sites = JUDGE_SITES_INIT(LOG_MOD_MSNP);
@@ -219,6 +226,26 @@ static enum verdict_action judge_text(struct ms *x, enum session_dir dir, const 
     return judge_message(&x->judge, dir, &m, what, r);
 }
 
+/* Writes the command line of the MSG event ev with its byte count set to nplen, terminator
+ * included, to out[0..cap). Returns its length, or 0 if it does not fit. */
+static size_t msg_line(const struct msnp_event *ev, size_t nplen, uint8_t *out, size_t cap)
+{
+    char num[24];
+    int nn = snprintf(num, sizeof(num), "%zu", nplen);
+    size_t total = ev->line_len - ev->len_tok.len + (size_t)nn + ev->eol_len;
+    if (total > cap)
+        return 0;
+    size_t o = 0;
+    memcpy(out + o, ev->data, ev->len_tok.pos);
+    o += ev->len_tok.pos;
+    memcpy(out + o, num, (size_t)nn);
+    o += (size_t)nn;
+    size_t after = ev->len_tok.pos + ev->len_tok.len;
+    memcpy(out + o, ev->data + after, ev->line_len + ev->eol_len - after);
+    o += ev->line_len + ev->eol_len - after;
+    return o;
+}
+
 /* Builds the tagged form of a MSG event: X-Spam-* headers before the blank line ending the
  * MIME headers, the command line's byte count fixed. Returns its length, or 0 if it cannot be
  * built (no header block) and SIZE_MAX if the payload would pass MS_MSG_MAX. */
@@ -242,19 +269,9 @@ size_t msnp_session_tag(const struct msnp_event *ev, size_t body_pos, double sco
     size_t nplen = plen + (size_t)hn;
     if (nplen > MS_MSG_MAX)
         return SIZE_MAX;
-    char num[24];
-    int nn = snprintf(num, sizeof(num), "%zu", nplen);
-    size_t total = ev->line_len - ev->len_tok.len + (size_t)nn + ev->eol_len + nplen;
-    if (total > cap)
+    size_t o = msg_line(ev, nplen, out, cap);
+    if (o == 0 || nplen > cap - o)
         return 0;
-    size_t o = 0;
-    memcpy(out + o, ev->data, ev->len_tok.pos);
-    o += ev->len_tok.pos;
-    memcpy(out + o, num, (size_t)nn);
-    o += (size_t)nn;
-    size_t after = ev->len_tok.pos + ev->len_tok.len;
-    memcpy(out + o, ev->data + after, ev->line_len + ev->eol_len - after);
-    o += ev->line_len + ev->eol_len - after;
     memcpy(out + o, pay, at);
     o += at;
     memcpy(out + o, hdr, (size_t)hn);
@@ -280,6 +297,73 @@ size_t msnp_session_rewrite_addr(const struct msnp_event *ev, const struct msnp_
     return total;
 }
 
+/* An OIM metadata notification: at sign-in, or a new OIM while signed in. */
+static bool is_oim_type(const struct msnp_mime *m)
+{
+    static const char *const types[] = {"text/x-msmsgsinitialmdatanotification",
+                                        "text/x-msmsgsoimnotification"};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (m->media_type_len == strlen(types[i]) &&
+            strncasecmp((const char *)m->media_type, types[i], m->media_type_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The notification server's offline-message metadata (docs/msnp.md, "Offline messages"): each
+ * <M> entry of the Mail-Data header is judged as inbound text "name subject" from its sender;
+ * a dropped entry is cut out of the XML, so the client never lists or fetches that OIM. The
+ * bodies themselves travel over SOAP, out of this connection's reach. Metadata has nowhere to
+ * show a tag, so a tag passes. Anything that does not parse passes untouched and is counted. */
+static int on_oim(struct ms *x, const struct msnp_event *ev, const struct msnp_mime *m)
+{
+    struct session *s = x->s;
+    const struct msnp_mime_header *h = msnp_mime_header(m, "Mail-Data");
+    if (h == NULL)
+        return session_forward(s, SESSION_S2C, ev->size);
+    struct msnp_oim *o = &ms_oim;
+    if (msnp_oim_parse(h->value, h->value_len, NULL, o) != SW_OK) {
+        metrics_inc(session_metrics(s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
+        LOG(LOG_MOD_MSNP, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "oim_unparsed",
+            "listener=%s reason=\"%s\" offset=%zu", x->cfg->name, o->err, o->err_pos);
+        return session_forward(s, SESSION_S2C, ev->size);
+    }
+    bool drop[MSNP_OIM_ENTRIES_CAP] = {false};
+    size_t cut = 0;
+    for (size_t i = 0; i < o->nentries; i++) {
+        const struct msnp_oim_entry *e = &o->entries[i];
+        size_t n = 0, k = 0;
+        /* the parser bounds each field, so both fit: the return value cannot be SW_ERROR */
+        (void)msnp_oim_decode(h->value + e->n.pos, e->n.len, ms_text, MS_OIM_HALF, &n);
+        ms_text[n++] = ' ';
+        (void)msnp_oim_decode(h->value + e->su.pos, e->su.len, ms_text + n, MS_OIM_HALF, &k);
+        struct judge_result r;
+        if (judge_text(x, SESSION_S2C, (const char *)h->value + e->e.pos, e->e.len, ms_text, n + k,
+                       "oim", &r) == VERDICT_DROP) {
+            drop[i] = true;
+            cut += e->m.len;
+        }
+    }
+    if (cut == 0)
+        return session_forward(s, SESSION_S2C, ev->size);
+    /* the line with its byte count fixed, then the payload as slices without the cut entries */
+    size_t ln = msg_line(ev, ev->payload.len - cut, ms_out, sizeof(ms_out));
+    if (ln == 0 || session_drop(s, SESSION_S2C, ev->line_len + ev->eol_len) != SW_OK ||
+        session_insert(s, SESSION_S2C, ms_out, ln) != SW_OK)
+        return SW_ERROR;
+    size_t done = 0, base = (size_t)(h->value - (ev->data + ev->payload.pos));
+    for (size_t i = 0; i < o->nentries; i++) {
+        if (!drop[i])
+            continue;
+        size_t from = base + o->entries[i].m.pos;
+        if (session_forward(s, SESSION_S2C, from - done) != SW_OK ||
+            session_drop(s, SESSION_S2C, o->entries[i].m.len) != SW_OK)
+            return SW_ERROR;
+        done = from + o->entries[i].m.len;
+    }
+    return session_forward(s, SESSION_S2C, ev->payload.len - done);
+}
+
 /* Judges one MSG. */
 static int on_msg(struct ms *x, enum session_dir dir, const struct msnp_event *ev)
 {
@@ -293,10 +377,17 @@ static int on_msg(struct ms *x, enum session_dir dir, const struct msnp_event *e
         return MS_WAIT;
     struct msnp_mime *m = &ms_mime;
     const uint8_t *pay = ev->data + ev->payload.pos;
-    if (msnp_mime_parse(pay, ev->payload.len, NULL, m) != SW_OK) {
+    struct msnp_mime_limits lim;
+    msnp_mime_limits_default(&lim);
+    bool ns_notice = dir == SESSION_S2C && x->cfg->msnp.role == CONFIG_MSNP_NS;
+    if (ns_notice && lim.header_len_max < ev->payload.len)
+        lim.header_len_max = ev->payload.len; /* Mail-Data: the OIM list on one header line */
+    if (msnp_mime_parse(pay, ev->payload.len, &lim, m) != SW_OK) {
         /* not MIME: binary or broken; nothing to read, pass it on */
         return session_forward(s, dir, ev->size);
     }
+    if (ns_notice && m->kind == MSNP_MIME_PROFILE && is_oim_type(m))
+        return on_oim(x, ev, m);
     const char *sender = dir == SESSION_C2S ? x->me : (const char *)ev->data + ml.email.pos;
     size_t sender_len = dir == SESSION_C2S ? x->me_len : ml.email.len;
     const char *text = NULL;

@@ -13,6 +13,8 @@
 
 #include <string.h>
 
+#include "protocols/msnp/msnp_b64.h"
+
 void msnp_mime_limits_default(struct msnp_mime_limits *lim)
 {
     lim->headers_max = MSNP_MIME_HEADERS_MAX_DEFAULT;
@@ -242,21 +244,6 @@ static uint64_t le64(const uint8_t *b)
     return (uint64_t)le32(b) | (uint64_t)le32(b + 4) << 32;
 }
 
-static int b64_val(uint8_t c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 /* Decodes base64 s[0..n) into out (at most cap bytes; stops there or at '=' or a non-base64
  * byte). Returns the bytes written. */
 static size_t b64_decode(const uint8_t *s, size_t n, uint8_t *out, size_t cap)
@@ -265,7 +252,7 @@ static size_t b64_decode(const uint8_t *s, size_t n, uint8_t *out, size_t cap)
     int bits = 0;
     size_t o = 0;
     for (size_t i = 0; i < n && o < cap; i++) {
-        int v = b64_val(s[i]);
+        int v = msnp_b64_val(s[i]);
         if (v < 0)
             break;
         acc = (acc << 6) | (uint32_t)v;

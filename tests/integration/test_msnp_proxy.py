@@ -5,8 +5,14 @@ switchboard listener (XFR and RNG rewritten, routed by cookie), and chat. Ham ar
 byte, spim is tagged (X-Spam headers, byte count fixed) or dropped with the right ack
 behaviour, a bad cookie gets 911 and a malformed length 200, and other sessions go on. One
 account sending the same link through many switchboards is caught by fan-out and quarantined.
+Offline messages: the sign-in notification listing a spim OIM and a ham OIM reaches the client
+with the spim entry cut out, the ham entry byte for byte and the byte count fixed; a new-OIM
+notification whose one entry is spim arrives with an empty <MD>.
 """
+import base64
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -26,11 +32,36 @@ log_text = H.log_text
 SPIM = b"lol! see it! u'll like it http://bit.ly/x1 http://evil.example/pics.zip"
 HAM = b"hi bob, lunch at noon? 100% sure & <ok>"
 
+# Stored OIMs of olivia: a lure whose sender name carries the link (B-encoded UTF-8, so only
+# a decoded name matches), an ordinary one (B-encoded name, Q-encoded ISO-8859-1 subject), and
+# a lure "arriving" while she is signed in, split over a Q-encoded name and a B-encoded subject
+# (neither half is dropped alone).
+OIM_USER = "olivia@example.com"
+OIM_LURE = "lol see it u'll like it www.evil-pics.example/pics.zip"
+
+
+def b_word(text):
+    return "=?utf-8?B?%s?=" % base64.b64encode(text.encode()).decode()
+
+
+OIMS = {OIM_USER: [
+    {"e": "mallory@evil.example", "n": b_word(OIM_LURE), "su": " ",
+     "id": "08CBD8BE-9972-433C-A9DA-84A0A725ABFA"},
+    {"e": "alice@example.com", "n": b_word("Alice Smith"),
+     "su": "=?iso-8859-1?Q?Caf=E9_tomorrow=3F?=", "id": "11111111-2222-3333-4444-555555555555"},
+    {"e": "trudy@evil.example", "n": "=?utf-8?Q?look_at_my_summer_pictures?=",
+     "su": b_word("www.evil-pics.example/summer.zip"), "id": "22222222-3333-4444-5555-666666666666",
+     "later": True},
+]}
+
 
 def setUpModule():
     H.open("ns", "sb", "pns", "psb", "tns", "tsb", "admin")
+    with open(H.path("oims.json"), "w") as f:
+        json.dump(OIMS, f)
     srv = H.track(subprocess.Popen(["/usr/bin/python3", SERVER, "--ns-port", str(PORTS["ns"]),
-                                    "--sb-port", str(PORTS["sb"]), "--log", H.path("sb.log")],
+                                    "--sb-port", str(PORTS["sb"]), "--log", H.path("sb.log"),
+                                    "--oims", H.path("oims.json")],
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
     assert srv.stdout.readline().strip() == b"ready"
     listeners = """
@@ -101,15 +132,22 @@ class Conn:
         self.s.close()
 
 
-def login(port, who):
+def sign_in(port, who, ver=b"MSNP8", auth=b"MD5 S 0123456789abcdef"):
+    """Signs who in (VER, USR I, USR S); returns the connection."""
     c = Conn(port)
-    c.send(b"VER 1 MSNP8 CVR0\r\n")
+    c.send(b"VER 1 " + ver + b" CVR0\r\n")
     c.expect(b"VER")
-    c.send(b"USR 2 MD5 I " + who + b"\r\n")
+    c.send(b"USR 2 " + auth.split(b" ")[0] + b" I " + who + b"\r\n")
     c.expect(b"USR")
-    c.send(b"USR 3 MD5 S 0123456789abcdef\r\n")
+    c.send(b"USR 3 " + auth + b"\r\n")
     t, _ = c.expect(b"USR")
     assert t[2] == b"OK", t
+    return c
+
+
+def login(port, who):
+    """Signs who in and goes online."""
+    c = sign_in(port, who)
     c.send(b"CHG 4 NLN 0\r\n")
     c.expect(b"CHG")
     return c
@@ -144,7 +182,57 @@ def switchboard(ns_port, sb_port, alice_name, bob_name):
     return a, b, asb, bsb
 
 
+def oim_login(port, who):
+    """Signs who in (MSNP13); returns the connection and the (line tokens, payload) of the
+    sign-in mail-data notification and of the new-OIM notification after it."""
+    c = sign_in(port, who, b"MSNP13", b"TWN S t=ticket")
+    return c, c.expect(b"MSG"), c.expect(b"MSG")
+
+
 class MsnpProxy(unittest.TestCase):
+    def test_oim_spim_entry_removed(self):
+        who = OIM_USER.encode()
+        # what the server sends, straight from it: the reference for "byte for byte"
+        d, (t0, orig), (tl0, later0) = oim_login(PORTS["ns"], who)
+        d.close()
+        entries = re.findall(rb"<M>.*?</M>", orig)
+        self.assertEqual(len(entries), 2, orig)
+        spim_m, ham_m = entries
+        self.assertIn(b"mallory@evil.example", spim_m)
+        self.assertNotIn(OIM_LURE.encode(), orig)  # only the decoded name shows the lure
+        self.assertEqual(int(t0[-1]), len(orig))
+
+        c, (t, pay), (tl, later) = oim_login(PORTS["pns"], who)
+        self.assertEqual(t[:3], [b"MSG", b"Hotmail", b"Hotmail"])
+        self.assertEqual(int(t[-1]), len(pay))  # the byte count matches the new payload
+        self.assertEqual(len(pay), len(orig) - len(spim_m))
+        self.assertEqual(pay, orig.replace(spim_m, b""))  # only the spim entry is gone
+        self.assertIn(ham_m, pay)  # the ham entry byte for byte
+        self.assertNotIn(b"mallory@evil.example", pay)
+        self.assertIn(b"<MD><E><I>0</I>", pay)  # the rest of <MD> kept
+        self.assertIn(b"<Q><QTM>409600</QTM><QNM>204800</QNM></Q>" + ham_m + b"</MD>\r\n", pay)
+        # a new OIM while signed in: its only entry is cut, <MD> stays
+        self.assertIn(b"Content-Type: text/x-msmsgsoimnotification;", later0)
+        lure_m = re.findall(rb"<M>.*?</M>", later0)
+        self.assertEqual(len(lure_m), 1, later0)
+        self.assertEqual(later, later0.replace(lure_m[0], b""))
+        self.assertIn(b"Mail-Data: <MD></MD>\r\n", later)
+        self.assertEqual(int(tl[-1]), len(later))
+        # the session goes on
+        c.send(b"SYN 6 0\r\n")
+        self.assertEqual(c.expect(b"SYN")[0][1], b"6")
+        c.close()
+        self.assertTrue(swtest.wait_for(lambda: "what=oim" in log_text()))
+        text = log_text()
+        lines = [ln for ln in text.splitlines() if "what=oim" in ln]
+        self.assertEqual(len(lines), 2, lines)  # the lures; ham passes without a line
+        self.assertIn("sender=mallory@evil.example", lines[0])
+        self.assertIn("sender=trudy@evil.example", lines[1])
+        self.assertTrue(all("action=drop" in ln for ln in lines), lines)
+        for secret in ("11111111-2222", "08CBD8BE", "22222222-3333", "Alice Smith", "Caf",
+                       "evil-pics", "summer.zip", OIMS[OIM_USER][0]["n"][10:30]):
+            self.assertNotIn(secret, text)  # no ids, names or subjects in the log
+
     def test_ham_passes_spim_dropped_with_acks(self):
         a, b, asb, bsb = switchboard(PORTS["pns"], PORTS["psb"], b"alice@example.com",
                                      b"bob@example.com")

@@ -5,15 +5,24 @@ Speaks enough of MSNP8..MSNP18 for real flows: VER/CVR, USR login (MD5 for MSNP8
 stub ticket for later versions), SYN, CHG (presence, NLN to online contacts), UUX (personal
 message, UBX to contacts), XFR SB (its own switchboard address and a fresh cookie), CAL (RNG to
 the callee's NS connection), and on the switchboard USR/ANS by cookie (911 for a bad one),
-JOI/IRO, MSG relayed to the other participants with ACK/NAK per ack type, OUT.
+JOI/IRO, MSG relayed to the other participants with ACK/NAK per ack type, OUT, and offline
+messages: a user with stored OIMs gets the MSNP13 initial mail-data notification
+(`MSG Hotmail Hotmail len`, `text/x-msmsgsinitialmdatanotification`, one <M> per OIM in the
+Mail-Data header) right after signing in, then one `text/x-msmsgsoimnotification` per OIM
+marked "later" (as if it had arrived while signed in). The OIM bodies (fetched over SOAP) are
+not served.
 
-    msnp_server.py --ns-port P --sb-port Q [--sb-host H]    # prints "ready" when listening
+    msnp_server.py --ns-port P --sb-port Q [--sb-host H] [--oims FILE]   # prints "ready"
 
 Every account exists and any password is accepted (the proxy is under test, not the login).
-Received switchboard MSG payloads are appended to --log FILE when given.
+Received switchboard MSG payloads are appended to --log FILE when given. --oims names a JSON
+file {"passport": [{"e": sender, "n": name, "su": subject, "id": guid, "later": bool}]}: name and
+subject are written as given (RFC 2047 encoded-words or plain text, XML-escaped by the file's
+author); the OIMs are never deleted, so every sign-in lists them again.
 """
 import argparse
 import itertools
+import json
 import socket
 import threading
 
@@ -23,6 +32,7 @@ COOKIES = {}  # cookie -> (passport, session id or None)
 SESSIONS = {}  # session id -> list of (passport, conn)
 SEQ = itertools.count(1000)
 ARGS = None
+OIMS = {}  # passport -> stored offline messages (--oims)
 
 
 def payload_cmd(cmd):
@@ -62,6 +72,31 @@ def send(c, data):
         pass
 
 
+def mail_data(oims, initial):
+    """The Mail-Data XML listing oims: one <M> per OIM (MSNP13 layout), after the inbox counts
+    and quota in the sign-in notification."""
+    md = "<MD>"
+    if initial:
+        md += ("<E><I>0</I><IU>0</IU><O>0</O><OU>0</OU></E>"
+               "<Q><QTM>409600</QTM><QNM>204800</QNM></Q>")
+    for k, o in enumerate(oims):
+        md += ("<M><T>11</T><S>6</S><RT>2007-05-14T15:52:%02d.377Z</RT><RS>0</RS><SZ>950</SZ>"
+               "<E>%s</E><I>%s</I><F>00000000-0000-0000-0000-000000000009</F><N>%s</N>"
+               "<SU>%s</SU></M>" % (k % 60, o["e"], o["id"], o["n"], o["su"]))
+    return md + "</MD>"
+
+
+def oim_notification(oims, initial):
+    """MSG Hotmail Hotmail: the sign-in list of oims, or one OIM arrived while signed in."""
+    kind = "initialmdatanotification" if initial else "oimnotification"
+    pay = ("MIME-Version: 1.0\r\n"
+           "Content-Type: text/x-msmsgs%s; charset=UTF-8\r\n"
+           "Mail-Data: %s\r\n"
+           "Inbox-URL: /cgi-bin/HoTMaiL\r\nFolders-URL: /cgi-bin/folders\r\n"
+           "Post-URL: http://www.hotmail.com\r\n\r\n" % (kind, mail_data(oims, initial))).encode()
+    return b"MSG Hotmail Hotmail %d\r\n" % len(pay) + pay
+
+
 def ns(c):
     me = None
     try:
@@ -79,6 +114,13 @@ def ns(c):
                 with LOCK:
                     NS_CONNS[me] = c
                 send(c, b"USR " + t[1] + b" OK " + me + b" " + me.split(b"@")[0] + b" 1 0\r\n")
+                oims = OIMS.get(me.decode(errors="replace"), [])
+                stored = [o for o in oims if not o.get("later")]
+                if stored:
+                    send(c, oim_notification(stored, True))
+                for o in oims:
+                    if o.get("later"):
+                        send(c, oim_notification([o], False))
             elif cmd == b"SYN":
                 send(c, b"SYN " + t[1] + b" 1 0 0\r\n")
             elif cmd == b"CHG":
@@ -191,7 +233,11 @@ def main():
     ap.add_argument("--sb-port", type=int, required=True)
     ap.add_argument("--sb-host", default="127.0.0.1")
     ap.add_argument("--log")
+    ap.add_argument("--oims")
     ARGS = ap.parse_args()
+    if ARGS.oims:
+        with open(ARGS.oims) as f:
+            OIMS.update(json.load(f))
     a, b = serve(ARGS.ns_port, ns), serve(ARGS.sb_port, sb)
     threading.Thread(target=loop, args=(a, ns), daemon=True).start()
     print("ready", flush=True)

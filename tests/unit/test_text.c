@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "matcher/hash.h"
 #include "matcher/text.h"
 
 /* Normalises in (NUL-terminated) into a buffer of exactly strlen(in) bytes, so that ASan builds
@@ -476,6 +477,104 @@ static void test_fingerprint_long_bodies(void **state)
     assert_int_equal(f, 65);
 }
 
+/* text_fingerprint() as first written, one byte at a time: the vectorised version must give
+ * the same value and folded length for every input. */
+static uint64_t fp_block_ref(uint64_t h, const char *buf, size_t n)
+{
+    return sw_hash_combine(h, sw_hash64(buf, n, 0x6670u));
+}
+
+static uint64_t fingerprint_reference(const char *norm, size_t len, const struct text_span *spans,
+                                      size_t n, size_t *folded_len)
+{
+    uint64_t h = 0x5370696d77616c6cULL;
+    char buf[64];
+    size_t bn = 0, total = 0, i = 0, si = 0;
+    unsigned sep = 0, any = 0;
+    while (i < len) {
+        size_t stop = len;
+        if (si < n && spans[si].off < stop)
+            stop = spans[si].off > i ? spans[si].off : i;
+        for (; i < stop; i++) {
+            unsigned c = (unsigned char)norm[i];
+            unsigned lc = c | 0x20;
+            if (lc - 'a' < 26u || c >= 0x80) {
+                if (bn >= 63) {
+                    h = fp_block_ref(h, buf, bn);
+                    bn = 0;
+                }
+                buf[bn] = ' ';
+                bn += sep;
+                buf[bn++] = (char)(c >= 0x80 ? c : lc);
+                sep = 0;
+                any = 1;
+                total++;
+            } else if (c - '0' >= 10u) {
+                sep = any;
+            }
+        }
+        if (i >= len)
+            break;
+        if (bn >= 63) {
+            h = fp_block_ref(h, buf, bn);
+            bn = 0;
+        }
+        buf[bn] = ' ';
+        bn += sep;
+        buf[bn++] = '\x01';
+        sep = 0;
+        any = 1;
+        size_t end = (size_t)spans[si].off + spans[si].len;
+        i = end > i ? end : i;
+        si++;
+    }
+    if (bn > 0)
+        h = fp_block_ref(h, buf, bn);
+    *folded_len = total;
+    return sw_hash_mix(h ^ total);
+}
+
+static void test_fingerprint_matches_reference(void **state)
+{
+    (void)state;
+    /* letters, digits, blanks, punctuation and non-ASCII in runs of every length, so that
+     * every chunk boundary meets every kind of byte */
+    static const char alphabet[] = "aZeQx  ...!?,-'0123456789\n\xc3\xa9\xd0\xbf";
+    uint64_t rnd = 0x2545f4914f6cdd1dULL;
+    char text[320];
+    for (unsigned round = 0; round < 20000; round++) {
+        rnd = rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t len = (size_t)(rnd >> 33) % sizeof(text);
+        unsigned mode = (unsigned)(rnd >> 20) % 4; /* how long runs of one kind get */
+        for (size_t i = 0; i < len; i++) {
+            rnd = rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+            unsigned r = (unsigned)(rnd >> 33);
+            text[i] = mode == 0 || i == 0 || r % (2u << mode) == 0
+                          ? alphabet[r % (sizeof(alphabet) - 1)]
+                          : text[i - 1];
+        }
+        struct text_span spans[3];
+        size_t ns = 0, at = 0;
+        while (ns < 3 && len > 0) {
+            rnd = rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t off = at + (size_t)(rnd >> 40) % (len + 1);
+            size_t sl = 1 + (size_t)(rnd >> 20) % 30;
+            if (off + sl > len || (rnd & 3) == 0)
+                break;
+            spans[ns].off = (uint32_t)off;
+            spans[ns].len = (uint32_t)sl;
+            ns++;
+            at = off + sl;
+        }
+        size_t fa = 0, fb = 0;
+        uint64_t a = text_fingerprint(text, len, spans, ns, &fa);
+        uint64_t b = fingerprint_reference(text, len, spans, ns, &fb);
+        if (a != b || fa != fb)
+            fail_msg("round %u: len %zu, %zu spans: %016llx/%zu, reference %016llx/%zu", round, len,
+                     ns, (unsigned long long)a, fa, (unsigned long long)b, fb);
+    }
+}
+
 static void test_fingerprint_span_edges(void **state)
 {
     /* span at the start and at the end, span covering everything */
@@ -512,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_fingerprint_differs_and_folds),
         cmocka_unit_test(test_fingerprint_long_bodies),
         cmocka_unit_test(test_fingerprint_span_edges),
+        cmocka_unit_test(test_fingerprint_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

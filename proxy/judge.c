@@ -13,11 +13,6 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static const char *dir_name(enum session_dir dir)
-{
-    return dir == SESSION_C2S ? "c2s" : "s2c";
-}
-
 void judge_init(struct judge *j, struct session *s, struct judge_sites *sites)
 {
     j->s = s;
@@ -85,13 +80,13 @@ enum verdict_action judge_message(const struct judge *j, enum session_dir dir,
         log_emit(&j->sites->verdict, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
                  "listener=%s direction=%s what=%s action=%s score=%.1f reasons=%s sender=%.*s "
                  "fingerprint=%016llx",
-                 j->cfg->name, dir_name(dir), what, verdict_action_name(r->act), r->v.score,
+                 j->cfg->name, session_dir_name(dir), what, verdict_action_name(r->act), r->v.score,
                  reasons, sl, msg.sender, (unsigned long long)r->v.fingerprint);
     else
         log_emit(&j->sites->verdict, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
                  "listener=%s direction=%s action=%s score=%.1f reasons=%s sender=%.*s "
                  "fingerprint=%016llx",
-                 j->cfg->name, dir_name(dir), verdict_action_name(r->act), r->v.score, reasons, sl,
+                 j->cfg->name, session_dir_name(dir), verdict_action_name(r->act), r->v.score, reasons, sl,
                  msg.sender, (unsigned long long)r->v.fingerprint);
     return r->act;
 }

@@ -154,11 +154,6 @@ static _Thread_local struct msnp_oim ms_oim;
 /* verdict and scan_failed lines of this protocol (one rate limit each, mod=msnp) */
 static struct judge_sites ms_judge_sites = JUDGE_SITES_INIT(LOG_MOD_MSNP);
 
-static const char *dir_name(enum session_dir dir)
-{
-    return dir == SESSION_C2S ? "c2s" : "s2c";
-}
-
 /* Queues "CMD trid\r\n" (an ACK, NAK or numeric error) in direction dir. */
 static int insert_line(struct ms *x, enum session_dir dir, const char *cmd, uint32_t trid)
 {
@@ -179,7 +174,7 @@ static void ms_fail(struct ms *x, const char *reply, const char *why, enum sessi
     if (bad_input)
         metrics_inc(session_metrics(x->s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
     LOG(LOG_MOD_MSNP, LOG_LEVEL_INFO, session_worker_id(x->s), session_id(x->s), "msnp_error",
-        "listener=%s direction=%s reason=%s", x->cfg->name, dir_name(dir), why);
+        "listener=%s direction=%s reason=%s", x->cfg->name, session_dir_name(dir), why);
     session_end(x->s);
 }
 

@@ -35,6 +35,12 @@ enum session_dir {
     SESSION_S2C = 1, /* upstream to client */
 };
 
+/* "c2s" or "s2c", for log lines. */
+static inline const char *session_dir_name(enum session_dir dir)
+{
+    return dir == SESSION_C2S ? "c2s" : "s2c";
+}
+
 struct proto_ops {
     const char *name;
     /* Creates per-session state in *state (may stay NULL). SW_OK, or SW_ERROR to refuse. */

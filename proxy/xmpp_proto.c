@@ -167,11 +167,6 @@ static _Thread_local char xc_jid[2][XC_JID_MAX];
 /* verdict and scan_failed lines of this protocol (one rate limit each, mod=xmpp) */
 static struct judge_sites xc_judge_sites = JUDGE_SITES_INIT(LOG_MOD_XMPP);
 
-static const char *dir_name(enum session_dir dir)
-{
-    return dir == SESSION_C2S ? "c2s" : "s2c";
-}
-
 /* --- roster ------------------------------------------------------------------------------ */
 
 static uint64_t jid_hash(const char *raw, size_t len)
@@ -283,7 +278,7 @@ static void stream_error(struct xc *x, const char *cond, const char *why, enum s
     if (strcmp(cond, "remote-connection-failed") != 0) /* upstream failures count elsewhere */
         metrics_inc(session_metrics(x->s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
     LOG(LOG_MOD_XMPP, LOG_LEVEL_INFO, session_worker_id(x->s), session_id(x->s), "stream_error",
-        "listener=%s condition=%s direction=%s reason=%s", x->cfg->name, cond, dir_name(dir), why);
+        "listener=%s condition=%s direction=%s reason=%s", x->cfg->name, cond, session_dir_name(dir), why);
     session_end(x->s);
 }
 

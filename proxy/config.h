@@ -125,6 +125,8 @@ struct config_msnp {
     unsigned cookie_max;    /* switchboard cookies remembered (process-wide); default 65536 */
     double cookie_ttl;      /* seconds a cookie stays valid; default 120 */
     unsigned chunks_max;    /* chunked messages pending reassembly per session; default 16 */
+    unsigned oim_entries_max; /* <M> entries judged per OIM notification; default 32 */
+    unsigned oim_field_max;   /* bytes of one OIM name, subject, sender or id; default 1024 */
 };
 
 struct config_listener {

@@ -317,7 +317,9 @@ static int on_oim(struct ms *x, const struct msnp_event *ev, const struct msnp_m
     if (h == NULL)
         return session_forward(s, SESSION_S2C, ev->size);
     struct msnp_oim *o = &ms_oim;
-    if (msnp_oim_parse(h->value, h->value_len, NULL, o) != SW_OK) {
+    const struct msnp_oim_limits lim = {.entries_max = x->cfg->msnp.oim_entries_max,
+                                        .field_max = x->cfg->msnp.oim_field_max};
+    if (msnp_oim_parse(h->value, h->value_len, &lim, o) != SW_OK) {
         metrics_inc(session_metrics(s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
         LOG(LOG_MOD_MSNP, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "oim_unparsed",
             "listener=%s reason=\"%s\" offset=%zu", x->cfg->name, o->err, o->err_pos);

@@ -141,6 +141,12 @@ static const struct error_case error_cases[] = {
     {"listeners = (\n { name = \"a\"; protocol = \"msnp\"; bind = \"127.0.0.1:1\";\n"
      "  msnp = { role = \"sb\"; drop_ack = \"maybe\"; }; } );\n",
      "t.conf:3: drop_ack: \"maybe\" is not one of nak | ack"},
+    {"listeners = (\n { name = \"a\"; protocol = \"msnp\"; bind = \"127.0.0.1:1\";\n"
+     "  msnp = { role = \"sb\"; oim_entries_max = 65; }; } );\n",
+     "t.conf:3: oim_entries_max: 65 is out of range 1..64"},
+    {"listeners = (\n { name = \"a\"; protocol = \"msnp\"; bind = \"127.0.0.1:1\";\n"
+     "  msnp = { role = \"sb\"; oim_field_max = 8; }; } );\n",
+     "t.conf:3: oim_field_max: 8 is out of range 16..16384"},
     {"listeners = ( { name = \"a\"; protocol = \"smtp\"; bind = \"127.0.0.1:1\";\n"
      "  upstream = { address = \"127.0.0.1:2\"; }; } );\n",
      "t.conf:1: protocol: \"smtp\" is not one of tcp | xmpp-c2s | xmpp-s2s | msnp"},

@@ -579,14 +579,14 @@ static void content_signals(const struct matcher *m, const struct url_set *urls,
         add_reason(v, "STRANGER_LINK", cfg->score_stranger, NULL, 0);
 }
 
-/* The reputation keys known before the scan: sender and source address hashes (0 if absent). */
-static void early_keys(struct matcher_ctx *ctx, const struct matcher *m,
-                       const struct matcher_msg *msg, size_t sender_len, struct rep_msg *rm)
+/* The reputation keys known before the scan: sender (sender_h, the salted hash of the folded
+ * address, 0 if absent) and source address. */
+static void early_keys(const struct matcher *m, const struct matcher_msg *msg, uint64_t sender_h,
+                       struct rep_msg *rm)
 {
     memset(rm, 0, sizeof(*rm));
     rm->now_ms = msg->now_ms;
-    if (sender_len > 0)
-        rm->sender = sw_hash64(ctx->addr, sender_len, m->salt ^ 0x5e);
+    rm->sender = sender_h;
     if (msg->ip != NULL && msg->ip_len > 0)
         rm->ip = sw_hash64(msg->ip, msg->ip_len, m->salt ^ 0x1b);
 }
@@ -714,12 +714,14 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
      * that the misses overlap the body scan. The source address's bucket is not fetched: most
      * messages never look it up (behaviour_signals). */
     size_t sender_len = addr_fold(ctx->addr, msg->sender, msg->sender_len);
+    /* one hash of the address serves as its reputation key and, mixed, its field cache key */
+    uint64_t sender_h = sender_len > 0 ? sw_hash64(ctx->addr, sender_len, m->salt ^ 0x5e) : 0;
     bool use_rep = rep != NULL && cfg->reputation;
     struct rep_msg rm;
     unsigned dom_url[REP_MAX_DOMAINS]; /* see spread_keys() */
     bool spread_done = false;
     if (use_rep) {
-        early_keys(ctx, m, msg, sender_len, &rm);
+        early_keys(m, msg, sender_h, &rm);
         rep_prefetch(rep, rm.sender, 0);
     }
     /* Likewise the field cache slots of the sender and its domain. */
@@ -735,7 +737,8 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
             if (slash != NULL)
                 sdom_len = (size_t)(slash - sdom);
         }
-        sender_key = fcache_key(ctx, m, RULE_SENDER, ctx->addr, sender_len);
+        if ((m->targets & (1u << RULE_SENDER)) && ctx->fcache != NULL)
+            sender_key = sw_hash_mix(sender_h ^ (0xf1e1dull + RULE_SENDER)) | 1;
         sdom_key = fcache_key(ctx, m, RULE_DOMAIN, sdom, sdom_len);
         fcache_prefetch(ctx, sender_key);
         fcache_prefetch(ctx, sdom_key);

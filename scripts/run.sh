@@ -50,4 +50,13 @@ sender gets a policy-violation error; ordinary chat passes byte for byte.
 Stop with Ctrl-C.
 
 MSG
-./build/spimwall -c conf/spimwall.conf
+# spimwall runs as a child so that a TERM or INT sent to this script (not only Ctrl-C, which
+# reaches the whole process group) drains it; the EXIT trap then stops Prosody.
+./build/spimwall -c conf/spimwall.conf &
+sw=$!
+trap 'kill -TERM "$sw" 2>/dev/null' INT TERM
+status=0
+while kill -0 "$sw" 2>/dev/null; do
+    if wait "$sw"; then status=0; else status=$?; fi
+done
+exit "$status"

@@ -4,8 +4,10 @@
 # run/, no root needed once the packages are installed.
 #
 # Behind it, on 127.0.0.1:15200, a private Prosody (state in run/prosody) with three accounts,
-# so that a real XMPP client can log in through spimwall right away. spimwall runs in the
-# foreground; Ctrl-C (SIGINT) drains it and stops Prosody too.
+# so that a real XMPP client can log in through spimwall right away, and on 127.0.0.1:11873/11874
+# the project's MSNP test server (tests/msnp/msnp_server.py: any passport, any password) for
+# MSN Messenger clients. spimwall runs in the foreground; Ctrl-C (SIGINT) or a TERM drains it
+# and stops both backends too.
 #
 #   ./scripts/run.sh          start the proxy
 #   ./scripts/run.sh scan     replay conf/samples/conversation.jsonl through spimwall-scan
@@ -33,7 +35,9 @@ fi
 
 SW_PROSODY_PLAINTEXT=1 ./scripts/prosody-local.sh start run/prosody 15200 \
     alice:alice-secret bob:bob-secret carol:carol-secret
-trap './scripts/prosody-local.sh stop run/prosody' EXIT INT TERM
+/usr/bin/python3 tests/msnp/msnp_server.py --ns-port 11873 --sb-port 11874 >run/msnp-server.log 2>&1 &
+msnp=$!
+trap './scripts/prosody-local.sh stop run/prosody; kill "$msnp" 2>/dev/null || true' EXIT INT TERM
 
 cat >&2 <<MSG
 
@@ -44,6 +48,8 @@ certificate run/cert.pem, or trust it):
   accounts alice@localhost / alice-secret, bob@localhost / bob-secret,
            carol@localhost / carol-secret
   127.0.0.1:15224  plain TCP relay to the same Prosody (no filtering; for comparisons)
+  127.0.0.1:11863  MSN Messenger (MSNP8-18) notification server, filtered by spimwall; its
+                   switchboards are reached through 127.0.0.1:11864 (any passport/password)
   metrics: http://127.0.0.1:9464/metrics   health: http://127.0.0.1:9464/healthz
 Try "lol! see it! u'll like it http://bit.ly/abc" between two accounts: it is dropped and the
 sender gets a policy-violation error; ordinary chat passes byte for byte.

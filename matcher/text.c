@@ -321,6 +321,27 @@ static bool all_plain_ascii(const char *s, size_t len)
 }
 #endif
 
+#if defined(__SSE2__)
+/* The test of fold_start() on one 16-byte block v: true if the block holds a control byte or
+ * two neighbouring bytes <= ' ' (counting the previous block's last byte, *carry), which is
+ * where folding may start; else updates *carry for the next block. */
+static inline bool fold_block_hit(__m128i v, unsigned *carry)
+{
+    const __m128i sp_max = _mm_set1_epi8(0x20), ctl_max = _mm_set1_epi8(0x1f);
+    /* unsigned v <= max  <=>  min(v, max) == v */
+    unsigned sp = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, sp_max), v));
+    if (sp == 0) {
+        *carry = 0;
+        return false;
+    }
+    unsigned ctl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));
+    if (ctl != 0 || (sp & (sp >> 1)) != 0 || (*carry && (sp & 1)))
+        return true;
+    *carry = sp >> 15;
+    return false;
+}
+#endif
+
 /* Offset from which fold_space_runs() may have to change s[0..len): the first control byte
  * (which may be \t, \n, \v, \f or \r) or the first of two neighbouring bytes <= ' '. An
  * earlier answer is harmless (the fold loop starts there), a later one would be a bug. Sixteen
@@ -332,19 +353,9 @@ static size_t fold_start(const char *s, size_t len)
     unsigned carry = 0; /* the previous block's last byte was <= ' ' */
     size_t i = 0;
 #if defined(__SSE2__)
-    const __m128i sp_max = _mm_set1_epi8(0x20), ctl_max = _mm_set1_epi8(0x1f);
     for (; i + 16 <= len; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-        /* unsigned v <= max  <=>  min(v, max) == v */
-        unsigned sp = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, sp_max), v));
-        if (sp == 0) {
-            carry = 0;
-            continue;
-        }
-        unsigned ctl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));
-        if (ctl != 0 || (sp & (sp >> 1)) != 0 || (carry && (sp & 1)))
+        if (fold_block_hit(_mm_loadu_si128((const __m128i *)(const void *)(s + i)), &carry))
             return i;
-        carry = sp >> 15;
     }
 #endif
     const uint64_t ones = 0x0101010101010101ULL;
@@ -396,8 +407,7 @@ static void normalize_chars(const char *in, size_t in_len, char *out, struct tex
  * at the first special byte (out then holds a prefix that the slow path overwrites). */
 static bool copy_plain_ascii(const char *in, size_t len, char *out, size_t *from)
 {
-    const __m128i amp = _mm_set1_epi8('&'), sp_max = _mm_set1_epi8(0x20),
-                  ctl_max = _mm_set1_epi8(0x1f);
+    const __m128i amp = _mm_set1_epi8('&');
     unsigned carry = 0; /* the previous block's last byte was <= ' ' */
     size_t i = 0, start = (size_t)-1;
     for (; i + 16 <= len; i += 16) {
@@ -407,16 +417,8 @@ static bool copy_plain_ascii(const char *in, size_t len, char *out, size_t *from
         _mm_storeu_si128((__m128i *)(void *)(out + i), v);
         if (start != (size_t)-1)
             continue;
-        /* fold_start()'s test: no byte >= 0x80 here, so signed and unsigned agree */
-        unsigned sp = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, sp_max), v));
-        if (sp == 0) {
-            carry = 0;
-            continue;
-        }
-        unsigned ctl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));
-        if (ctl != 0 || (sp & (sp >> 1)) != 0 || (carry && (sp & 1)))
+        if (fold_block_hit(v, &carry)) /* fold_start()'s test */
             start = i;
-        carry = sp >> 15;
     }
     /* the last bytes one at a time, with the same test made exact: most chat then needs no
      * fold pass at all (*from == len) */

@@ -504,6 +504,23 @@ static bool psm_text(const uint8_t *pay, size_t len, const uint8_t **t, size_t *
 }
 
 /* XFR SB / RNG: the switchboard address becomes ours; the real one is kept under the cookie. */
+/* A switchboard address spimwall cannot stand in for (a host it cannot resolve or hold, a
+ * cookie it cannot keep): the real address is never passed on, since the client would then
+ * reach that switchboard unfiltered. An XFR answer becomes "601 trid" (server unavailable: the
+ * client may ask again); an RNG invitation is dropped (the caller sees the callee not join). */
+static int refuse_sb(struct ms *x, const struct msnp_event *ev, const char *why, const char *host)
+{
+    struct session *s = x->s;
+    metrics_inc(session_metrics(s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
+    LOG(LOG_MOD_MSNP, LOG_LEVEL_WARN, session_worker_id(s), session_id(s), "sb_refused",
+        "listener=%s command=%s reason=\"%s\" host=%.64s", x->cfg->name, ev->cmd, why, host);
+    if (session_drop(s, SESSION_S2C, ev->size) != SW_OK)
+        return SW_ERROR;
+    if (strcmp(ev->cmd, "XFR") == 0 && ev->has_trid)
+        return insert_line(x, SESSION_S2C, "601", ev->trid);
+    return SW_OK;
+}
+
 static int rewrite_sb(struct ms *x, const struct msnp_event *ev, const struct msnp_hostport *hp,
                       const struct msnp_span *cookie)
 {
@@ -511,8 +528,10 @@ static int rewrite_sb(struct ms *x, const struct msnp_event *ev, const struct ms
     char host[256];
     if (session_room(s, SESSION_S2C) < MS_ROOM)
         return MS_WAIT;
-    if (hp->host.len >= sizeof(host) || cookie->len == 0 || cookie->len > MS_COOKIE_MAX)
-        return session_forward(s, SESSION_S2C, ev->size);
+    if (hp->host.len >= sizeof(host))
+        return refuse_sb(x, ev, "host name too long", "");
+    if (cookie->len == 0 || cookie->len > MS_COOKIE_MAX)
+        return refuse_sb(x, ev, "cookie empty or too long", "");
     memcpy(host, ev->data + hp->host.pos, hp->host.len);
     host[hp->host.len] = '\0';
     char port[8];
@@ -530,9 +549,7 @@ static int rewrite_sb(struct ms *x, const struct msnp_event *ev, const struct ms
     if (gai != 0 || res == NULL || res->ai_addrlen > sizeof(struct sockaddr_storage)) {
         if (res != NULL)
             freeaddrinfo(res);
-        LOG(LOG_MOD_MSNP, LOG_LEVEL_WARN, session_worker_id(s), session_id(s), "sb_unresolved",
-            "listener=%s host=%s", x->cfg->name, host);
-        return session_forward(s, SESSION_S2C, ev->size);
+        return refuse_sb(x, ev, "switchboard host not resolved", host);
     }
     struct sockaddr_storage ss;
     memcpy(&ss, res->ai_addr, res->ai_addrlen);

@@ -36,6 +36,9 @@ HAM = b"hi bob, lunch at noon? 100% sure & <ok>"
 # a decoded name matches), an ordinary one (B-encoded name, Q-encoded ISO-8859-1 subject), and
 # a lure "arriving" while she is signed in, split over a Q-encoded name and a B-encoded subject
 # (neither half is dropped alone).
+# a switchboard host name longer than any spimwall keeps (and than DNS allows)
+FAR_HOST = "sb-" + "x" * 300 + ".example"
+
 OIM_USER = "olivia@example.com"
 OIM_LURE = "lol see it u'll like it www.evil-pics.example/pics.zip"
 
@@ -56,7 +59,7 @@ OIMS = {OIM_USER: [
 
 
 def setUpModule():
-    H.open("ns", "sb", "pns", "psb", "tns", "tsb", "admin")
+    H.open("ns", "sb", "pns", "psb", "tns", "tsb", "admin", "fns", "fsb", "pfns")
     with open(H.path("oims.json"), "w") as f:
         json.dump(OIMS, f)
     srv = H.track(subprocess.Popen(["/usr/bin/python3", SERVER, "--ns-port", str(PORTS["ns"]),
@@ -64,11 +67,19 @@ def setUpModule():
                                     "--oims", H.path("oims.json")],
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
     assert srv.stdout.readline().strip() == b"ready"
+    # a second server whose XFR and RNG name a switchboard host spimwall cannot stand in for
+    far = H.track(subprocess.Popen(["/usr/bin/python3", SERVER, "--ns-port", str(PORTS["fns"]),
+                                    "--sb-port", str(PORTS["fsb"]), "--sb-host", FAR_HOST],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+    assert far.stdout.readline().strip() == b"ready"
     listeners = """
   { name = "ns"; protocol = "msnp"; bind = "127.0.0.1:%(pns)d";
     upstream = { address = "127.0.0.1:%(ns)d"; };
     msnp = { role = "ns"; switchboard = "127.0.0.1:%(psb)d"; }; },
   { name = "sb"; protocol = "msnp"; bind = "127.0.0.1:%(psb)d"; msnp = { role = "sb"; }; },
+  { name = "ns-far"; protocol = "msnp"; bind = "127.0.0.1:%(pfns)d";
+    upstream = { address = "127.0.0.1:%(fns)d"; };
+    msnp = { role = "ns"; switchboard = "127.0.0.1:%(psb)d"; }; },
   { name = "ns-tag"; protocol = "msnp"; bind = "127.0.0.1:%(tns)d";
     upstream = { address = "127.0.0.1:%(ns)d"; };
     msnp = { role = "ns"; switchboard = "127.0.0.1:%(tsb)d"; }; },
@@ -287,6 +298,39 @@ class MsnpProxy(unittest.TestCase):
         for x in (a, c, m):
             x.close()
 
+
+    def test_unusable_switchboard_address_never_reaches_client(self):
+        """XFR and RNG naming a switchboard spimwall cannot stand in for: the client gets
+        601 for its XFR and no RNG, never the real address; its session goes on."""
+        far = FAR_HOST.encode()
+        a = login(PORTS["pfns"], b"ivan@example.com")
+        a.send(b"XFR 5 SB\r\n")
+        t, _ = a.read(5)
+        self.assertEqual(t, [b"601", b"5"])
+        # an invitation: judy calls ivan from the server's own switchboard, directly
+        j = login(PORTS["fns"], b"judy@example.com")
+        j.send(b"XFR 5 SB\r\n")
+        t, _ = j.expect(b"XFR")
+        self.assertTrue(t[3].startswith(far), t)  # what the server really says
+        jsb = Conn(PORTS["fsb"])
+        jsb.send(b"USR 1 judy@example.com " + t[5] + b"\r\n")
+        self.assertEqual(jsb.expect(b"USR")[0][2], b"OK")
+        jsb.send(b"CAL 2 ivan@example.com\r\n")
+        jsb.expect(b"CAL")
+        a.send(b"SYN 6 0\r\n")
+        got = []
+        while True:
+            r = a.read(3)
+            self.assertIsNotNone(r, got)
+            got.append(r[0])
+            if r[0][0] == b"SYN":
+                break
+        self.assertEqual(got[-1][1], b"6")
+        self.assertFalse([g for g in got if g[0] == b"RNG"], got)
+        self.assertIn("event=sb_refused listener=ns-far command=XFR", log_text())
+        self.assertIn("event=sb_refused listener=ns-far command=RNG", log_text())
+        for x in (a, j, jsb):
+            x.close()
 
     def test_fanout_detected_others_flow(self):
         """One account opens switchboards to many contacts and sends the same link: fan-out is

@@ -59,7 +59,8 @@ OIMS = {OIM_USER: [
 
 
 def setUpModule():
-    H.open("ns", "sb", "pns", "psb", "tns", "tsb", "admin", "fns", "fsb", "pfns")
+    H.open("ns", "sb", "pns", "psb", "tns", "tsb", "admin", "fns", "fsb", "pfns", "nns", "nsb",
+           "pnns")
     with open(H.path("oims.json"), "w") as f:
         json.dump(OIMS, f)
     srv = H.track(subprocess.Popen(["/usr/bin/python3", SERVER, "--ns-port", str(PORTS["ns"]),
@@ -72,6 +73,12 @@ def setUpModule():
                                     "--sb-port", str(PORTS["fsb"]), "--sb-host", FAR_HOST],
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
     assert far.stdout.readline().strip() == b"ready"
+    # and one that names its switchboard by host name and uses UUID cookies
+    named = H.track(subprocess.Popen(["/usr/bin/python3", SERVER, "--ns-port", str(PORTS["nns"]),
+                                      "--sb-port", str(PORTS["nsb"]), "--sb-host", "localhost",
+                                      "--cookies", "uuid", "--log", H.path("nsb.log")],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+    assert named.stdout.readline().strip() == b"ready"
     listeners = """
   { name = "ns"; protocol = "msnp"; bind = "127.0.0.1:%(pns)d";
     upstream = { address = "127.0.0.1:%(ns)d"; };
@@ -79,6 +86,9 @@ def setUpModule():
   { name = "sb"; protocol = "msnp"; bind = "127.0.0.1:%(psb)d"; msnp = { role = "sb"; }; },
   { name = "ns-far"; protocol = "msnp"; bind = "127.0.0.1:%(pfns)d";
     upstream = { address = "127.0.0.1:%(fns)d"; };
+    msnp = { role = "ns"; switchboard = "127.0.0.1:%(psb)d"; }; },
+  { name = "ns-named"; protocol = "msnp"; bind = "127.0.0.1:%(pnns)d";
+    upstream = { address = "127.0.0.1:%(nns)d"; };
     msnp = { role = "ns"; switchboard = "127.0.0.1:%(psb)d"; }; },
   { name = "ns-tag"; protocol = "msnp"; bind = "127.0.0.1:%(tns)d";
     upstream = { address = "127.0.0.1:%(ns)d"; };
@@ -298,6 +308,27 @@ class MsnpProxy(unittest.TestCase):
         for x in (a, c, m):
             x.close()
 
+
+    def test_switchboard_host_name_and_uuid_cookies(self):
+        """A server naming its switchboard by host name with UUID cookies: XFR and RNG are
+        rewritten to spimwall's switchboard listener, routed by the UUID, and chat is filtered
+        there."""
+        a, b, asb, bsb = switchboard(PORTS["pnns"], PORTS["psb"], b"kim@example.com",
+                                     b"lee@example.com")
+        ham, ham_pay = msg(3, b"A", HAM)
+        asb.send(ham)
+        self.assertEqual(asb.expect(b"ACK")[0], [b"ACK", b"3"])
+        self.assertEqual(bsb.expect(b"MSG")[1], ham_pay)
+        spim, _ = msg(4, b"A", SPIM)
+        asb.send(spim)
+        self.assertEqual(asb.expect(b"NAK")[0], [b"NAK", b"4"])
+        self.assertIsNone(bsb.read(1))
+        with open(H.path("nsb.log"), "rb") as f:
+            seen = f.read()
+        self.assertIn(HAM, seen)  # the real switchboard relayed the ham...
+        self.assertNotIn(SPIM, seen)  # ...and never saw the lure
+        for x in (a, b, asb, bsb):
+            x.close()
 
     def test_unusable_switchboard_address_never_reaches_client(self):
         """XFR and RNG naming a switchboard spimwall cannot stand in for: the client gets

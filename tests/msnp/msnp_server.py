@@ -12,7 +12,9 @@ Mail-Data header) right after signing in, then one `text/x-msmsgsoimnotification
 marked "later" (as if it had arrived while signed in). The OIM bodies (fetched over SOAP) are
 not served.
 
-    msnp_server.py --ns-port P --sb-port Q [--sb-host H] [--oims FILE]   # prints "ready"
+    msnp_server.py --ns-port P --sb-port Q [--sb-host H] [--oims FILE] [--cookies uuid]
+    # prints "ready"; --sb-host is the switchboard host named in XFR/RNG (an address or a
+    # name), --cookies the cookie style (default MSN's dotted numbers)
 
 Every account exists and any password is accepted (the proxy is under test, not the login).
 Received switchboard MSG payloads are appended to --log FILE when given. --oims names a JSON
@@ -136,7 +138,7 @@ def ns(c):
                 for x in others:
                     send(x, b"UBX " + me + b" %d\r\n" % len(pay) + pay)
             elif cmd == b"XFR" and t[2] == b"SB":
-                cookie = b"%d.%d.%d" % (next(SEQ), next(SEQ), next(SEQ))
+                cookie = new_cookie()
                 with LOCK:
                     COOKIES[cookie] = (me, None)
                 send(c, b"XFR " + t[1] + b" SB " + ARGS.sb_host.encode() + b":%d" % ARGS.sb_port +
@@ -183,7 +185,7 @@ def sb(c):
                 continue
             if cmd == b"CAL":
                 callee = t[2]
-                cookie = b"%d.%d.%d" % (next(SEQ), next(SEQ), next(SEQ))
+                cookie = new_cookie()
                 with LOCK:
                     COOKIES[cookie] = (callee, sid)
                     target = NS_CONNS.get(callee)
@@ -226,6 +228,14 @@ def loop(s, fn):
         threading.Thread(target=fn, args=(c,), daemon=True).start()
 
 
+def new_cookie():
+    """A switchboard cookie in the style --cookies asks for: MSN's dotted numbers, or a
+    braced UUID as later servers used."""
+    if ARGS.cookies == "uuid":
+        return b"{%08X-%04X-4D0E-9C2A-%012X}" % (next(SEQ), next(SEQ), next(SEQ))
+    return b"%d.%d.%d" % (next(SEQ), next(SEQ), next(SEQ))
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -234,6 +244,7 @@ def main():
     ap.add_argument("--sb-host", default="127.0.0.1")
     ap.add_argument("--log")
     ap.add_argument("--oims")
+    ap.add_argument("--cookies", choices=("dotted", "uuid"), default="dotted")
     ARGS = ap.parse_args()
     if ARGS.oims:
         with open(ARGS.oims) as f:

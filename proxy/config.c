@@ -379,7 +379,7 @@ static const char *const action_names[] = {"pass", "tag", "drop", NULL};
 static const char *const msnp_keys[] = {
     "role",         "mode",       "switchboard", "line_max",   "payload_max", "drop_ack",
     "tag_overflow", "cookie_max", "cookie_ttl",  "chunks_max", "oim_entries_max",
-    "oim_field_max", NULL};
+    "oim_field_max", "resolve_timeout", NULL};
 static const char *const msnp_role_names[] = {"ns", "sb", NULL};
 static const char *const msnp_mode_names[] = {"explicit", "transparent", NULL};
 static const char *const msnp_ack_names[] = {"nak", "ack", NULL};
@@ -403,7 +403,8 @@ static int parse_msnp(struct cfg_ctx *cx, const config_setting_t *s, struct conf
         get_uint(cx, s, "chunks_max", &m->chunks_max, 1, 1024) != SW_OK ||
         get_uint(cx, s, "oim_entries_max", &m->oim_entries_max, 1, MSNP_OIM_ENTRIES_CAP) !=
             SW_OK ||
-        get_uint(cx, s, "oim_field_max", &m->oim_field_max, 16, MSNP_OIM_FIELD_MAX_LIMIT) != SW_OK)
+        get_uint(cx, s, "oim_field_max", &m->oim_field_max, 16, MSNP_OIM_FIELD_MAX_LIMIT) != SW_OK ||
+        get_double(cx, s, "resolve_timeout", &m->resolve_timeout, 0.1, 60) != SW_OK)
         return SW_ERROR;
     m->role = (enum config_msnp_role)role;
     m->transparent = mode == 1;
@@ -564,6 +565,7 @@ static int parse_listener(struct cfg_ctx *cx, struct config *cfg, const config_s
     l->msnp.chunks_max = 16;
     l->msnp.oim_entries_max = MSNP_OIM_ENTRIES_MAX_DEFAULT;
     l->msnp.oim_field_max = MSNP_OIM_FIELD_MAX_DEFAULT;
+    l->msnp.resolve_timeout = 5;
     int proto = 0, tls = 0;
     if (check_keys(cx, g, listener_keys) != SW_OK || get_string(cx, g, "name", &l->name) ||
         get_enum(cx, g, "protocol", proto_names, &proto) != SW_OK ||

@@ -127,6 +127,7 @@ struct config_msnp {
     unsigned chunks_max;    /* chunked messages pending reassembly per session; default 16 */
     unsigned oim_entries_max; /* <M> entries judged per OIM notification; default 32 */
     unsigned oim_field_max;   /* bytes of one OIM name, subject, sender or id; default 1024 */
+    double resolve_timeout;   /* seconds a switchboard host-name lookup may take; default 5 */
 };
 
 struct config_listener {

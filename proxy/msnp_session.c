@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include <arpa/inet.h>
+#include <ev.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -122,6 +123,10 @@ static bool ck_take(const uint8_t *c, size_t len, uint64_t now, struct sockaddr_
 struct ms_dir {
     struct msnp_parser p;
     uint64_t judged; /* stream offset of the first pending byte */
+    /* a command whose handler answered MS_WAIT: the parser has moved past it, so it is kept
+     * here and handed to the handler again (its bytes stay the first pending ones) */
+    struct msnp_event held;
+    bool has_held;
 };
 
 struct ms {
@@ -141,7 +146,32 @@ struct ms {
     struct msnp_chunks chunks[2]; /* per direction; arenas below */
     uint8_t *chunk_mem[2];
     struct ms_dir d[2];
+    struct ms_dns *dns; /* the switchboard host being looked up, or NULL */
 };
+
+/* An asynchronous lookup of a switchboard host name (glibc getaddrinfo_a, polled by a timer
+ * on the worker's loop): a name in XFR/RNG never blocks the worker. The session holds its
+ * server-to-client direction meanwhile (on_data answers MS_WAIT) and is judged again when the
+ * lookup ends or times out.
+ *
+ *   idle --XFR/RNG with a name--> pending --done / msnp.resolve_timeout--> consumed, freed
+ *                                    |
+ *                                 session closed: cancelled, or orphaned until glibc is done
+ */
+struct ms_dns {
+    struct gaicb req; /* ar_name = host, ar_service = port, ar_request = &hints */
+    struct addrinfo hints;
+    char host[256];
+    char port[8];
+    ev_timer poll;
+    double deadline; /* ev_now() past which the lookup counts as failed */
+    bool timed_out;
+    struct ms *x;
+    struct ms_dns *next; /* on the orphan list */
+};
+
+/* Lookups of closed sessions that glibc could not cancel: freed once they finish. */
+static _Thread_local struct ms_dns *ms_dns_orphans;
 
 static _Thread_local uint8_t ms_out[MS_OUT_MAX];
 static _Thread_local char ms_text[MS_TEXT_MAX];
@@ -521,6 +551,110 @@ static int refuse_sb(struct ms *x, const struct msnp_event *ev, const char *why,
     return SW_OK;
 }
 
+#define MS_DNS_POLL 0.002 /* seconds between status checks of a pending lookup */
+
+static void dns_free(struct ms_dns *d)
+{
+    if (d->req.ar_result != NULL)
+        freeaddrinfo(d->req.ar_result);
+    free(d);
+}
+
+/* Frees the orphans whose lookups have ended. */
+static void dns_reap(void)
+{
+    struct ms_dns **pp = &ms_dns_orphans;
+    while (*pp != NULL) {
+        struct ms_dns *d = *pp;
+        if (gai_error(&d->req) == EAI_INPROGRESS) {
+            pp = &d->next;
+            continue;
+        }
+        *pp = d->next;
+        dns_free(d);
+    }
+}
+
+/* Ends x's lookup: stops its timer and frees it, or leaves it to the orphan list while glibc
+ * still works on it. */
+static void dns_drop(struct ms *x)
+{
+    struct ms_dns *d = x->dns;
+    if (d == NULL)
+        return;
+    x->dns = NULL;
+    ev_timer_stop(session_loop(x->s), &d->poll);
+    if (gai_error(&d->req) == EAI_INPROGRESS && gai_cancel(&d->req) != EAI_CANCELED) {
+        d->x = NULL;
+        d->next = ms_dns_orphans;
+        ms_dns_orphans = d;
+        return;
+    }
+    dns_free(d);
+}
+
+static void dns_poll_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct ms_dns *d = t->data;
+    (void)revents;
+    bool busy = gai_error(&d->req) == EAI_INPROGRESS;
+    if (busy && ev_now(loop) < d->deadline)
+        return;
+    d->timed_out = busy;
+    ev_timer_stop(loop, t);
+    session_retry(d->x->s); /* judges the held XFR/RNG again; may close the session */
+}
+
+/* The address of switchboard host:port (a name) for x, looked up without blocking: SW_OK with
+ * ss and sl, SW_AGAIN while the lookup runs (started on the first call), SW_ERROR if the name
+ * does not resolve, the lookup timed out or could not start. */
+static int dns_lookup(struct ms *x, const char *host, const char *port,
+                      struct sockaddr_storage *ss, socklen_t *sl)
+{
+    struct ms_dns *d = x->dns;
+    if (d != NULL && (strcmp(d->host, host) != 0 || strcmp(d->port, port) != 0))
+        dns_drop(x); /* another name: start over (the held event cannot change, but be safe) */
+    d = x->dns;
+    if (d == NULL) {
+        dns_reap();
+        d = calloc(1, sizeof(*d));
+        if (d == NULL)
+            return SW_ERROR;
+        snprintf(d->host, sizeof(d->host), "%s", host);
+        snprintf(d->port, sizeof(d->port), "%s", port);
+        d->hints.ai_socktype = SOCK_STREAM;
+        d->hints.ai_flags = AI_NUMERICSERV;
+        d->req.ar_name = d->host;
+        d->req.ar_service = d->port;
+        d->req.ar_request = &d->hints;
+        d->x = x;
+        struct gaicb *list[1] = {&d->req};
+        if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0) {
+            free(d);
+            return SW_ERROR;
+        }
+        struct ev_loop *loop = session_loop(x->s);
+        d->deadline = ev_now(loop) + x->cfg->msnp.resolve_timeout;
+        ev_timer_init(&d->poll, dns_poll_cb, MS_DNS_POLL, MS_DNS_POLL);
+        d->poll.data = d;
+        ev_timer_start(loop, &d->poll);
+        x->dns = d;
+        return SW_AGAIN;
+    }
+    int e = gai_error(&d->req);
+    if (e == EAI_INPROGRESS && !d->timed_out)
+        return SW_AGAIN;
+    int rc = SW_ERROR;
+    const struct addrinfo *res = d->req.ar_result;
+    if (e == 0 && res != NULL && res->ai_addrlen <= sizeof(*ss)) {
+        memcpy(ss, res->ai_addr, res->ai_addrlen);
+        *sl = res->ai_addrlen;
+        rc = SW_OK;
+    }
+    dns_drop(x);
+    return rc;
+}
+
 static int rewrite_sb(struct ms *x, const struct msnp_event *ev, const struct msnp_hostport *hp,
                       const struct msnp_span *cookie)
 {
@@ -536,25 +670,25 @@ static int rewrite_sb(struct ms *x, const struct msnp_event *ev, const struct ms
     host[hp->host.len] = '\0';
     char port[8];
     snprintf(port, sizeof(port), "%u", (unsigned)hp->port);
+    struct sockaddr_storage ss;
+    socklen_t sl = 0;
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    int gai = getaddrinfo(host, port, &hints, &res);
-    if (gai != 0) {
-        /* a host name: resolved here, once per switchboard invitation (blocking; MSN servers
-         * sent numeric addresses) */
-        hints.ai_flags = AI_NUMERICSERV;
-        gai = getaddrinfo(host, port, &hints, &res);
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV; /* an address: no lookup, no wait */
+    if (getaddrinfo(host, port, &hints, &res) == 0 && res != NULL &&
+        res->ai_addrlen <= sizeof(ss)) {
+        memcpy(&ss, res->ai_addr, res->ai_addrlen);
+        sl = res->ai_addrlen;
     }
-    if (gai != 0 || res == NULL || res->ai_addrlen > sizeof(struct sockaddr_storage)) {
-        if (res != NULL)
-            freeaddrinfo(res);
-        return refuse_sb(x, ev, "switchboard host not resolved", host);
+    if (res != NULL)
+        freeaddrinfo(res);
+    if (sl == 0) {
+        int rc = dns_lookup(x, host, port, &ss, &sl); /* a name */
+        if (rc == SW_AGAIN)
+            return MS_WAIT;
+        if (rc != SW_OK)
+            return refuse_sb(x, ev, "switchboard host not resolved", host);
     }
-    struct sockaddr_storage ss;
-    memcpy(&ss, res->ai_addr, res->ai_addrlen);
-    socklen_t sl = res->ai_addrlen;
-    freeaddrinfo(res);
     if (!ck_put(ev->data + cookie->pos, cookie->len, &ss, sl, session_now_ms(s), &x->cfg->msnp))
         return SW_ERROR;
     size_t total =
@@ -700,7 +834,15 @@ static int ms_on_data(struct session *s, void *state, enum session_dir dir, cons
         return session_drop(s, dir, len);
     for (;;) {
         struct msnp_event ev;
-        int rc = msnp_parse(&d->p, data, len, d->judged, &ev);
+        int rc = SW_OK;
+        if (d->has_held) {
+            ev = d->held;
+            ev.data = data; /* the buffer may have moved; the command is still at its front */
+            if (len < ev.size)
+                return SW_ERROR; /* cannot happen: nothing of it was consumed */
+        } else {
+            rc = msnp_parse(&d->p, data, len, d->judged, &ev);
+        }
         if (rc == SW_AGAIN)
             return SW_OK;
         if (rc == SW_ERROR) {
@@ -719,8 +861,13 @@ static int ms_on_data(struct session *s, void *state, enum session_dir dir, cons
         }
         size_t size = ev.size;
         rc = dir == SESSION_C2S ? on_c2s(x, &ev) : on_s2c(x, &ev);
-        if (rc == MS_WAIT)
-            return SW_AGAIN; /* the session calls again once bytes were written */
+        if (rc == MS_WAIT) {
+            /* the session calls again once bytes were written (or session_retry) */
+            d->held = ev;
+            d->has_held = true;
+            return SW_AGAIN;
+        }
+        d->has_held = false;
         if (rc != SW_OK)
             return SW_ERROR;
         d->judged += size;
@@ -755,6 +902,7 @@ static void ms_close(void *state)
     struct ms *x = state;
     if (x == NULL)
         return;
+    dns_drop(x);
     free(x->chunk_mem[0]);
     free(x->chunk_mem[1]);
     free(x);

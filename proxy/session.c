@@ -69,6 +69,7 @@ struct session {
     bool cl_starttls;     /* session_start_client_tls: TLS once the s2c ready bytes are out */
     bool up_starttls;     /* session_start_upstream_tls: TLS once the c2s ready bytes are out */
     bool blocked[2];      /* on_data asked for room (SW_AGAIN): judge again after writes */
+    bool retry;           /* session_retry: judge the blocked directions again at once */
     bool eof_deferred[2]; /* EOF seen while blocked: finish it once judged */
     uint8_t *up_after;    /* bytes to send first over the upstream's new TLS */
     uint32_t up_after_len;
@@ -147,6 +148,17 @@ struct matcher_ctx *session_matcher_ctx(const struct session *s)
 unsigned session_listener_index(const struct session *s)
 {
     return s->lidx;
+}
+
+struct ev_loop *session_loop(const struct session *s)
+{
+    return s->w->loop;
+}
+
+void session_retry(struct session *s)
+{
+    s->retry = true;
+    session_run(s);
 }
 
 uint64_t session_now_ms(const struct session *s)
@@ -869,8 +881,12 @@ static int relay(struct session *s)
         if ((rc = relay_write(s, &s->cl, &s->up, &s->s2c)) < 0)
             return SW_ERROR;
         p |= rc;
-        if ((s->blocked[0] || s->blocked[1]) && p != 0 && (rc = rejudge(s)) < 0)
-            return SW_ERROR;
+        if ((s->blocked[0] || s->blocked[1]) && (p != 0 || s->retry)) {
+            s->retry = false;
+            if ((rc = rejudge(s)) < 0)
+                return SW_ERROR;
+            p |= rc;
+        }
         if (s->state != ST_RELAY)
             return SW_OK;
         if (s->cl_starttls && buf_ready(&s->s2c) == 0)

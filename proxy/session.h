@@ -26,6 +26,7 @@
 
 struct session;
 struct worker;
+struct ev_loop;
 struct metrics_slot;
 struct rep;
 struct matcher_ctx;
@@ -139,6 +140,13 @@ struct matcher_ctx *session_matcher_ctx(const struct session *s);
 unsigned session_listener_index(const struct session *s);
 /* The loop's current time in ms (ev_now), for reputation timestamps. */
 uint64_t session_now_ms(const struct session *s);
+/* The loop of s's worker, for a protocol's own watchers (loop thread only). */
+struct ev_loop *session_loop(const struct session *s);
+/* Judges again, now, the directions whose on_data answered SW_AGAIN: for a protocol whose wait
+ * ended on an event of its own (a timer, a lookup) rather than on buffer room. Runs the
+ * session's state machine, which may close s: the caller must not touch s or its protocol
+ * state afterwards. Loop thread only, never from inside on_data. */
+void session_retry(struct session *s);
 
 /* OpenSSL new-session callback of upstream contexts: keeps sess as the worker's resumption
  * candidate for the session's listener. Returns 1 (reference kept) or 0. Worker thread. */

@@ -309,33 +309,13 @@ static size_t utf16le_to_utf8(const uint8_t *u, size_t n, char *out)
 #define FT_CONTEXT_NAME_OFF 20 /* file-transfer context: length, version, size, type, name */
 #define FT_CONTEXT_NAME_UNITS 260
 
-/* A P2P v1 message: 48-byte little-endian header, msg_size data bytes, 4-byte big-endian
- * footer (the application id). The SLP INVITE of a file transfer (session 0, whole in this
- * message) carries a base64 Context whose UTF-16LE file name is at offset 20. */
-static void parse_p2p(struct msnp_mime *m)
+/* The SLP message d[0..n) of session 0; whole: not split over several P2P messages. The
+ * INVITE of a file transfer carries a base64 Context whose UTF-16LE file name is at offset
+ * 20 (the same context in P2P v1 and v2). */
+static void parse_slp(struct msnp_mime *m, const uint8_t *d, size_t n, bool whole)
 {
-    const uint8_t *b = m->body;
-    if (m->body_len < MSNP_P2P_HEADER_LEN + MSNP_P2P_FOOTER_LEN)
-        return;
-    m->p2p_session_id = le32(b);
-    m->p2p_id = le32(b + 4);
-    m->p2p_offset = le64(b + 8);
-    m->p2p_total_size = le64(b + 16);
-    m->p2p_msg_size = le32(b + 24);
-    m->p2p_flags = le32(b + 28);
-    if ((uint64_t)m->p2p_msg_size + MSNP_P2P_HEADER_LEN + MSNP_P2P_FOOTER_LEN != m->body_len)
-        return;
-    const uint8_t *f = b + m->body_len - MSNP_P2P_FOOTER_LEN;
-    m->p2p_app_id = (uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 | f[3];
-    m->p2p_valid = true;
-
-    const uint8_t *d = b + MSNP_P2P_HEADER_LEN;
-    size_t n = m->p2p_msg_size;
-    if (m->p2p_session_id != 0 || n == 0)
-        return;
     m->p2p_slp = find_ci(d, n, "MSNSLP/1.0") < n;
-    if (!m->p2p_slp || n < 7 || memcmp(d, "INVITE ", 7) != 0 || m->p2p_offset != 0 ||
-        m->p2p_total_size != n)
+    if (!m->p2p_slp || n < 7 || memcmp(d, "INVITE ", 7) != 0 || !whole)
         return;
     if (find_ci(d, n, "EUF-GUID: " FT_EUF_GUID) == n)
         return;
@@ -357,6 +337,87 @@ static void parse_p2p(struct msnp_mime *m)
     size_t k = utf16le_to_utf8(ctx + FT_CONTEXT_NAME_OFF, units, m->file_buf);
     m->file_name = (const uint8_t *)m->file_buf;
     m->file_name_len = k;
+}
+
+static uint16_t be16(const uint8_t *b)
+{
+    return (uint16_t)((unsigned)b[0] << 8 | b[1]);
+}
+
+static uint32_t be32(const uint8_t *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* A P2P v2 message (MSNP16+, Windows Live Messenger 2009), all big-endian:
+ *
+ *   HL(1) OP(1) ML(2) BaseID(4) TLVs(HL-8) | DHL(1) TF(1) Package(2) Session(4)
+ *   TLVs(DHL-8) data(ML-DHL) | [footer(4)]
+ *
+ * The data header and data are present when ML > 0. A data-header TLV 1 (length 8) holds the
+ * bytes of the message still to come: non-zero means this SLP message is split. */
+static void parse_p2p_v2(struct msnp_mime *m)
+{
+    const uint8_t *b = m->body;
+    size_t len = m->body_len;
+    if (len < 8)
+        return;
+    size_t hl = b[0], ml = be16(b + 2);
+    if (hl < 8 || hl > 252 || (hl + ml != len && hl + ml + MSNP_P2P_FOOTER_LEN != len))
+        return;
+    m->p2p_valid = true;
+    m->p2p_version = 2;
+    m->p2p_id = be32(b + 4);
+    m->p2p_msg_size = (uint32_t)ml;
+    if (hl + ml + MSNP_P2P_FOOTER_LEN == len)
+        m->p2p_app_id = be32(b + hl + ml);
+    if (ml == 0)
+        return; /* an ack: no data header */
+    const uint8_t *dh = b + hl;
+    size_t dhl = dh[0];
+    if (dhl < 8 || dhl > ml)
+        return;
+    m->p2p_session_id = be32(dh + 4);
+    bool whole = true;
+    for (size_t i = 8; i + 2 <= dhl;) {
+        size_t t = dh[i], l = dh[i + 1];
+        if (t == 0) /* padding */
+            break;
+        if (i + 2 + l > dhl)
+            return;
+        if (t == 1 && l == 8)
+            whole = be32(dh + i + 2) == 0 && be32(dh + i + 6) == 0;
+        i += 2 + l;
+    }
+    if (m->p2p_session_id == 0 && ml > dhl)
+        parse_slp(m, dh + dhl, ml - dhl, whole);
+}
+
+/* A P2P v1 message: 48-byte little-endian header, msg_size data bytes, 4-byte big-endian
+ * footer (the application id); else a P2P v2 message (parse_p2p_v2). */
+static void parse_p2p(struct msnp_mime *m)
+{
+    const uint8_t *b = m->body;
+    if (m->body_len < MSNP_P2P_HEADER_LEN + MSNP_P2P_FOOTER_LEN ||
+        le32(b + 24) + (uint64_t)MSNP_P2P_HEADER_LEN + MSNP_P2P_FOOTER_LEN != m->body_len) {
+        parse_p2p_v2(m);
+        return;
+    }
+    m->p2p_session_id = le32(b);
+    m->p2p_id = le32(b + 4);
+    m->p2p_offset = le64(b + 8);
+    m->p2p_total_size = le64(b + 16);
+    m->p2p_msg_size = le32(b + 24);
+    m->p2p_flags = le32(b + 28);
+    const uint8_t *f = b + m->body_len - MSNP_P2P_FOOTER_LEN;
+    m->p2p_app_id = (uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 | f[3];
+    m->p2p_valid = true;
+    m->p2p_version = 1;
+
+    size_t n = m->p2p_msg_size;
+    if (m->p2p_session_id != 0 || n == 0)
+        return;
+    parse_slp(m, b + MSNP_P2P_HEADER_LEN, n, m->p2p_offset == 0 && m->p2p_total_size == n);
 }
 
 static int set_once(struct msnp_mime *m, const uint8_t **field, size_t *field_len,

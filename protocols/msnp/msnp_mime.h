@@ -108,7 +108,10 @@ struct msnp_mime {
     /* application/x-msnmsgrp2p */
     const uint8_t *p2p_dest;
     size_t p2p_dest_len;
-    bool p2p_valid; /* the body holds a header, msg_size data bytes and a footer */
+    bool p2p_valid;      /* the body fits the v1 layout (header, msg_size data bytes, footer)
+                          * or the v2 one (header, ML bytes, optional footer) */
+    uint8_t p2p_version; /* 1 or 2 when p2p_valid; v2 fills id (BaseID), msg_size (ML),
+                          * session_id (data header) and app_id (footer, if any) only */
     uint32_t p2p_session_id;
     uint32_t p2p_id;
     uint64_t p2p_offset;
@@ -128,7 +131,7 @@ void msnp_mime_limits_default(struct msnp_mime_limits *lim);
  * defaults). Returns SW_OK with out filled, or SW_ERROR (out->err, out->err_pos): a header
  * line without a colon or too long, too many headers, a duplicate Content-Type, Message-ID,
  * Chunks or Chunk, a bad Chunks/Chunk number, or headers not ended by a blank line. P2P
- * bodies that do not fit the v1 layout are not an error (p2p_valid false). */
+ * bodies that fit neither the v1 nor the v2 layout are not an error (p2p_valid false). */
 int msnp_mime_parse(const uint8_t *buf, size_t len, const struct msnp_mime_limits *lim,
                     struct msnp_mime *out);
 

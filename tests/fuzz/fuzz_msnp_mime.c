@@ -51,8 +51,13 @@ static void check_mime(const uint8_t *buf, size_t len, const struct msnp_mime *m
     }
     check(!(m->has_chunks && m->has_chunk));
     check(!m->has_chunks || (m->chunks >= 1 && m->chunks <= MSNP_MIME_CHUNKS_MAX));
+    /* v1: header, msg_size bytes, footer; v2: HL-byte header, ML bytes, optional footer */
     check(!m->p2p_valid ||
-          m->p2p_msg_size + MSNP_P2P_HEADER_LEN + MSNP_P2P_FOOTER_LEN == m->body_len);
+          (m->p2p_version == 1 &&
+           m->p2p_msg_size + MSNP_P2P_HEADER_LEN + MSNP_P2P_FOOTER_LEN == m->body_len) ||
+          (m->p2p_version == 2 && m->body_len >= 8 &&
+           (m->body[0] + (size_t)m->p2p_msg_size == m->body_len ||
+            m->body[0] + (size_t)m->p2p_msg_size + MSNP_P2P_FOOTER_LEN == m->body_len)));
 }
 
 static uint8_t out[1 << 16];

@@ -257,6 +257,56 @@ static size_t p2p_payload(uint8_t *out, uint32_t session, uint64_t offset, uint6
     return o;
 }
 
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* A P2P v2 MSG payload (MSNP16+): an 8-byte header plus hl_tlv bytes of header TLVs (zeros),
+ * then, when n > 0 or remaining is set, a data header for session with, if remaining != 0, a
+ * "data remaining" TLV, then data[0..n); a 4-byte footer when footer. */
+static size_t p2p2_payload(uint8_t *out, uint32_t session, const uint8_t *data, size_t n,
+                           uint64_t remaining, size_t hl_tlv, bool footer)
+{
+    static const char hdr[] = "MIME-Version: 1.0\r\nContent-Type: application/x-msnmsgrp2p\r\n"
+                              "P2P-Dest: bob@example.com;{F52973B6-C926-4BAD-9BA8-7C1E840E4AB0}"
+                              "\r\n\r\n";
+    size_t o = sizeof(hdr) - 1;
+    memcpy(out, hdr, o);
+    size_t hl = 8 + hl_tlv, dhl = remaining != 0 ? 20 : 8;
+    size_t ml = n > 0 || remaining != 0 ? dhl + n : 0;
+    uint8_t *h = out + o;
+    memset(h, 0, hl + ml + 4);
+    h[0] = (uint8_t)hl;
+    h[1] = 0;
+    h[2] = (uint8_t)(ml >> 8);
+    h[3] = (uint8_t)ml;
+    put_be32(h + 4, 0x51a2b3c4);
+    if (ml > 0) {
+        uint8_t *dh = h + hl;
+        dh[0] = (uint8_t)dhl;
+        dh[1] = 0x01; /* first */
+        dh[3] = 1;    /* package 1 */
+        put_be32(dh + 4, session);
+        if (remaining != 0) {
+            dh[8] = 1;
+            dh[9] = 8;
+            put_be32(dh + 10, (uint32_t)(remaining >> 32));
+            put_be32(dh + 14, (uint32_t)remaining);
+        }
+        memcpy(dh + dhl, data, n);
+    }
+    o += hl + ml;
+    if (footer) {
+        put_be32(out + o, 2);
+        o += 4;
+    }
+    return o;
+}
+
 /* An SLP INVITE for a file transfer of name (UTF-16 units) with the given size. */
 static size_t slp_invite(char *out, const uint16_t *name, size_t units, uint64_t size,
                          const char *euf)
@@ -355,6 +405,52 @@ static void test_p2p(void **state)
     assert_int_equal(m.p2p_offset, 1202);
     assert_int_equal(m.p2p_total_size, 50000);
     assert_int_equal(m.p2p_app_id, 2);
+    assert_false(m.p2p_slp);
+    assert_null(m.file_name);
+
+    /* P2P v2 (MSNP16+): the same INVITE whole in session 0, with and without a footer and
+     * with header TLVs: the file name is found */
+    sn = slp_invite(slp, name, 13, 123456, "{5D3E02AB-6190-11D3-BBBB-00C04F795683}");
+    for (int v = 0; v < 3; v++) {
+        n = p2p2_payload(payload, 0, (const uint8_t *)slp, sn, 0, v == 2 ? 12 : 0, v != 1);
+        assert_int_equal(msnp_mime_parse(payload, n, NULL, &m), SW_OK);
+        assert_true(m.p2p_valid);
+        assert_int_equal(m.p2p_version, 2);
+        assert_int_equal(m.p2p_id, 0x51a2b3c4);
+        assert_int_equal(m.p2p_msg_size, 8 + sn);
+        assert_int_equal(m.p2p_app_id, v != 1 ? 2 : 0);
+        assert_true(m.p2p_slp);
+        assert_true(m.p2p_file_transfer);
+        assert_slice(m.file_name, m.file_name_len, "pics \xc3\xb6 \xf0\x9f\x98\x80.scr");
+        assert_int_equal(m.file_size, 123456);
+    }
+    /* v2, split (data remaining): SLP, but not read as a whole INVITE */
+    n = p2p2_payload(payload, 0, (const uint8_t *)slp, 600, sn - 600, 0, true);
+    assert_int_equal(msnp_mime_parse(payload, n, NULL, &m), SW_OK);
+    assert_true(m.p2p_valid);
+    assert_true(m.p2p_slp);
+    assert_false(m.p2p_file_transfer);
+    assert_null(m.file_name);
+    /* v2 file data in session 9, and a v2 ack (no data header) */
+    n = p2p2_payload(payload, 9, data, sizeof(data), 0, 0, true);
+    assert_int_equal(msnp_mime_parse(payload, n, NULL, &m), SW_OK);
+    assert_true(m.p2p_valid);
+    assert_int_equal(m.p2p_session_id, 9);
+    assert_false(m.p2p_slp);
+    n = p2p2_payload(payload, 0, NULL, 0, 0, 0, true);
+    assert_int_equal(msnp_mime_parse(payload, n, NULL, &m), SW_OK);
+    assert_true(m.p2p_valid);
+    assert_int_equal(m.p2p_msg_size, 0);
+    /* v2 with a length that disagrees with the body, or a data header longer than ML */
+    n = p2p2_payload(payload, 0, (const uint8_t *)slp, sn, 0, 0, true);
+    assert_int_equal(msnp_mime_parse(payload, n - 1, NULL, &m), SW_OK);
+    assert_false(m.p2p_valid);
+    assert_null(m.file_name);
+    n = p2p2_payload(payload, 0, (const uint8_t *)slp, 100, 0, 0, true);
+    uint8_t *dh = (uint8_t *)memmem(payload, n, "\r\n\r\n", 4) + 4 + 8;
+    dh[0] = 250;
+    assert_int_equal(msnp_mime_parse(payload, n, NULL, &m), SW_OK);
+    assert_true(m.p2p_valid);
     assert_false(m.p2p_slp);
     assert_null(m.file_name);
 

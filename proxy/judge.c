@@ -76,17 +76,12 @@ enum verdict_action judge_message(const struct judge *j, enum session_dir dir,
     verdict_reasons(&r->v, r->reasons, sizeof(r->reasons));
     const char *reasons = r->reasons[0] != '\0' ? r->reasons : "-";
     int sl = (int)(msg.sender_len > JUDGE_LOG_SENDER_MAX ? JUDGE_LOG_SENDER_MAX : msg.sender_len);
-    if (what != NULL)
-        log_emit(&j->sites->verdict, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
-                 "listener=%s direction=%s what=%s action=%s score=%.1f reasons=%s sender=%.*s "
-                 "fingerprint=%016llx",
-                 j->cfg->name, session_dir_name(dir), what, verdict_action_name(r->act), r->v.score,
-                 reasons, sl, msg.sender, (unsigned long long)r->v.fingerprint);
-    else
-        log_emit(&j->sites->verdict, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
-                 "listener=%s direction=%s action=%s score=%.1f reasons=%s sender=%.*s "
-                 "fingerprint=%016llx",
-                 j->cfg->name, session_dir_name(dir), verdict_action_name(r->act), r->v.score, reasons, sl,
-                 msg.sender, (unsigned long long)r->v.fingerprint);
+    /* " what=..." only when the protocol names the kind of text */
+    log_emit(&j->sites->verdict, LOG_LEVEL_INFO, session_worker_id(s), session_id(s), "verdict",
+             "listener=%s direction=%s%s%s action=%s score=%.1f reasons=%s sender=%.*s "
+             "fingerprint=%016llx",
+             j->cfg->name, session_dir_name(dir), what != NULL ? " what=" : "",
+             what != NULL ? what : "", verdict_action_name(r->act), r->v.score, reasons, sl,
+             msg.sender, (unsigned long long)r->v.fingerprint);
     return r->act;
 }

@@ -533,7 +533,6 @@ static bool psm_text(const uint8_t *pay, size_t len, const uint8_t **t, size_t *
     return *tl > 0;
 }
 
-/* XFR SB / RNG: the switchboard address becomes ours; the real one is kept under the cookie. */
 /* A switchboard address spimwall cannot stand in for (a host it cannot resolve or hold, a
  * cookie it cannot keep): the real address is never passed on, since the client would then
  * reach that switchboard unfiltered. An XFR answer becomes "601 trid" (server unavailable: the
@@ -585,6 +584,7 @@ static void dns_drop(struct ms *x)
     x->dns = NULL;
     ev_timer_stop(session_loop(x->s), &d->poll);
     if (gai_error(&d->req) == EAI_INPROGRESS && gai_cancel(&d->req) != EAI_CANCELED) {
+        dns_reap(); /* the list holds only lookups still running at the last close */
         d->x = NULL;
         d->next = ms_dns_orphans;
         ms_dns_orphans = d;
@@ -608,8 +608,8 @@ static void dns_poll_cb(struct ev_loop *loop, ev_timer *t, int revents)
 /* The address of switchboard host:port (a name) for x, looked up without blocking: SW_OK with
  * ss and sl, SW_AGAIN while the lookup runs (started on the first call), SW_ERROR if the name
  * does not resolve, the lookup timed out or could not start. */
-static int dns_lookup(struct ms *x, const char *host, const char *port,
-                      struct sockaddr_storage *ss, socklen_t *sl)
+static int dns_lookup(struct ms *x, const char *host, const char *port, struct sockaddr_storage *ss,
+                      socklen_t *sl)
 {
     struct ms_dns *d = x->dns;
     if (d != NULL && (strcmp(d->host, host) != 0 || strcmp(d->port, port) != 0))
@@ -655,6 +655,7 @@ static int dns_lookup(struct ms *x, const char *host, const char *port,
     return rc;
 }
 
+/* XFR SB / RNG: the switchboard address becomes ours; the real one is kept under the cookie. */
 static int rewrite_sb(struct ms *x, const struct msnp_event *ev, const struct msnp_hostport *hp,
                       const struct msnp_span *cookie)
 {

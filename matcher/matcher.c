@@ -77,7 +77,7 @@ struct matcher_ctx {
     size_t urls_arena;
     struct fcache_entry *fcache; /* 64-byte aligned; fcache_slots entries */
     unsigned fcache_slots;
-    unsigned fcache_set_mask; /* sets - 1; a set is FCACHE_WAYS entries */
+    unsigned fcache_set_mask;  /* sets - 1; a set is FCACHE_WAYS entries */
     uint32_t fids[FCACHE_IDS]; /* hits of the field being scanned, for the cache */
     unsigned n_fids;           /* > FCACHE_IDS: too many to cache */
     char addr[MATCHER_ADDR_MAX];
@@ -288,8 +288,8 @@ static int ctx_prepare(struct matcher_ctx *ctx, const struct matcher *m, struct 
         if (m->cfg.field_cache_slots > 0) {
             /* slots is a power of two, so the size is a multiple of 64 unless it is one set
              * or less; sets smaller than FCACHE_WAYS round up to one whole set */
-            unsigned slots = m->cfg.field_cache_slots < FCACHE_WAYS ? FCACHE_WAYS
-                                                                    : m->cfg.field_cache_slots;
+            unsigned slots =
+                m->cfg.field_cache_slots < FCACHE_WAYS ? FCACHE_WAYS : m->cfg.field_cache_slots;
             size_t bytes = (size_t)slots * sizeof(*ctx->fcache);
             ctx->fcache = aligned_alloc(64, bytes);
             if (ctx->fcache == NULL)
@@ -299,8 +299,8 @@ static int ctx_prepare(struct matcher_ctx *ctx, const struct matcher *m, struct 
             ctx->fcache_set_mask = slots / FCACHE_WAYS - 1;
         }
     } else if (ctx->fcache != NULL) {
-        memset(ctx->fcache, 0, (size_t)(ctx->fcache_set_mask + 1) * FCACHE_WAYS *
-                                   sizeof(*ctx->fcache));
+        memset(ctx->fcache, 0,
+               (size_t)(ctx->fcache_set_mask + 1) * FCACHE_WAYS * sizeof(*ctx->fcache));
     }
     if (m->cfg.max_text > ctx->norm_cap) {
         char *n = malloc(m->cfg.max_text);
@@ -722,7 +722,7 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     bool spread_done = false;
     if (use_rep) {
         early_keys(m, msg, sender_h, &rm);
-        rep_prefetch(rep, rm.sender, 0);
+        rep_prefetch(rep, rm.sender);
     }
     /* Likewise the field cache slots of the sender and its domain. */
     const char *sdom = NULL;
@@ -782,8 +782,7 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
         for (unsigned i = 0; i < ctx->urls->n; i++) {
             const struct url_item *u = &ctx->urls->items[i];
             if (scan_field(ctx, m, RULE_URL, u->url, u->url_len, url_keys[i][0], err) != SW_OK ||
-                scan_field(ctx, m, RULE_DOMAIN, u->host, u->host_len, url_keys[i][1], err) !=
-                    SW_OK)
+                scan_field(ctx, m, RULE_DOMAIN, u->host, u->host_len, url_keys[i][1], err) != SW_OK)
                 return SW_ERROR;
         }
     }
@@ -791,8 +790,7 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     if (sender_len > 0) {
         if (scan_field(ctx, m, RULE_SENDER, ctx->addr, sender_len, sender_key, err) != SW_OK)
             return SW_ERROR;
-        if (sdom != NULL &&
-            scan_field(ctx, m, RULE_DOMAIN, sdom, sdom_len, sdom_key, err) != SW_OK)
+        if (sdom != NULL && scan_field(ctx, m, RULE_DOMAIN, sdom, sdom_len, sdom_key, err) != SW_OK)
             return SW_ERROR;
     }
 

@@ -656,12 +656,10 @@ static inline void rep_prefetch_bucket(const struct rep *rep, enum rep_kind kind
         __builtin_prefetch(&s.b->e[w], 1, 3);
 }
 
-void rep_prefetch(const struct rep *rep, uint64_t sender, uint64_t ip)
+void rep_prefetch(const struct rep *rep, uint64_t sender)
 {
     if (sender != 0)
         rep_prefetch_bucket(rep, REP_KIND_SENDER, sender);
-    if (ip != 0)
-        rep_prefetch_bucket(rep, REP_KIND_IP, ip);
 }
 
 void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg)

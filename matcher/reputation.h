@@ -76,10 +76,10 @@ struct rep_signals {
  * are only looked up here: they gain entries through rep_report_spam. Thread-safe. */
 void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals *out);
 
-/* A hint, no state change: starts fetching the buckets that rep_observe() will probe first for
- * this sender and source address (either may be 0), so that a caller with other work to do
- * first (the body scan) finds them in cache. */
-void rep_prefetch(const struct rep *rep, uint64_t sender, uint64_t ip);
+/* A hint, no state change: starts fetching the bucket that rep_observe() will probe first for
+ * this sender (0: none), so that a caller with other work to do first (the body scan) finds it
+ * in cache. (Not the source address: most messages never look it up, see matcher.c.) */
+void rep_prefetch(const struct rep *rep, uint64_t sender);
 
 /* A hint like rep_prefetch: starts fetching the tag lines of the fingerprint, pair and domain
  * buckets of msg (borrowed), for a caller that knows those keys some work before it calls

@@ -560,7 +560,7 @@ static void test_prefetch_is_only_a_hint(void **state)
     m.domains[0] = key("d", 1);
     m.domains[1] = 0;
     m.n_domains = 1000; /* clamped, as in rep_observe */
-    rep_prefetch(rep, m.sender, key("ip", 1));
+    rep_prefetch(rep, m.sender);
     rep_prefetch_spread(rep, &m);
     rep_get_stats(rep, &st);
     assert_int_equal(st.entries, 0);

@@ -376,10 +376,20 @@ static const char *const xmpp_keys[] = {
     "stanza_max",    "depth_max",           "roster_max", "sm_resume_max",
     "sm_resume_ttl", "judge_local_inbound", NULL};
 static const char *const action_names[] = {"pass", "tag", "drop", NULL};
-static const char *const msnp_keys[] = {
-    "role",         "mode",       "switchboard", "line_max",   "payload_max", "drop_ack",
-    "tag_overflow", "cookie_max", "cookie_ttl",  "chunks_max", "oim_entries_max",
-    "oim_field_max", "resolve_timeout", NULL};
+static const char *const msnp_keys[] = {"role",
+                                        "mode",
+                                        "switchboard",
+                                        "line_max",
+                                        "payload_max",
+                                        "drop_ack",
+                                        "tag_overflow",
+                                        "cookie_max",
+                                        "cookie_ttl",
+                                        "chunks_max",
+                                        "oim_entries_max",
+                                        "oim_field_max",
+                                        "resolve_timeout",
+                                        NULL};
 static const char *const msnp_role_names[] = {"ns", "sb", NULL};
 static const char *const msnp_mode_names[] = {"explicit", "transparent", NULL};
 static const char *const msnp_ack_names[] = {"nak", "ack", NULL};
@@ -401,9 +411,9 @@ static int parse_msnp(struct cfg_ctx *cx, const config_setting_t *s, struct conf
         get_uint(cx, s, "cookie_max", &m->cookie_max, 16, 1u << 22) != SW_OK ||
         get_double(cx, s, "cookie_ttl", &m->cookie_ttl, 1, 86400) != SW_OK ||
         get_uint(cx, s, "chunks_max", &m->chunks_max, 1, 1024) != SW_OK ||
-        get_uint(cx, s, "oim_entries_max", &m->oim_entries_max, 1, MSNP_OIM_ENTRIES_CAP) !=
+        get_uint(cx, s, "oim_entries_max", &m->oim_entries_max, 1, MSNP_OIM_ENTRIES_CAP) != SW_OK ||
+        get_uint(cx, s, "oim_field_max", &m->oim_field_max, 16, MSNP_OIM_FIELD_MAX_LIMIT) !=
             SW_OK ||
-        get_uint(cx, s, "oim_field_max", &m->oim_field_max, 16, MSNP_OIM_FIELD_MAX_LIMIT) != SW_OK ||
         get_double(cx, s, "resolve_timeout", &m->resolve_timeout, 0.1, 60) != SW_OK)
         return SW_ERROR;
     m->role = (enum config_msnp_role)role;

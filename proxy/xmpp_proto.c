@@ -278,7 +278,8 @@ static void stream_error(struct xc *x, const char *cond, const char *why, enum s
     if (strcmp(cond, "remote-connection-failed") != 0) /* upstream failures count elsewhere */
         metrics_inc(session_metrics(x->s), METRIC_PROTOCOL_ERRORS, x->lidx, 0);
     LOG(LOG_MOD_XMPP, LOG_LEVEL_INFO, session_worker_id(x->s), session_id(x->s), "stream_error",
-        "listener=%s condition=%s direction=%s reason=%s", x->cfg->name, cond, session_dir_name(dir), why);
+        "listener=%s condition=%s direction=%s reason=%s", x->cfg->name, cond,
+        session_dir_name(dir), why);
     session_end(x->s);
 }
 

@@ -686,6 +686,7 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     const struct matcher_config *cfg = &m->cfg;
     struct text_norm tn = {0};
     size_t folded_len = 0;
+    size_t digest_len = 0; /* > 0: the body digest is still to be taken over ctx->norm */
 
     out->action = VERDICT_PASS;
     out->score = 0;
@@ -765,12 +766,13 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
             fcache_prefetch(ctx, url_keys[i][1]);
         }
         /* The folded fingerprint feeds fan-out and campaign counting only; other messages get
-         * a plain digest of the normalised text for the logs. */
+         * a plain digest of the normalised text for the logs, once the verdict shows that
+         * there will be a log line (below). */
         if (use_rep && ctx->urls->n >= cfg->spread_min_urls)
             out->fingerprint =
                 text_fingerprint(ctx->norm, tn.len, spans, ctx->urls->n, &folded_len);
         else
-            out->fingerprint = sw_hash64_wide(ctx->norm, tn.len, 0x6466u);
+            digest_len = tn.len;
         /* The fingerprint, pair and domain buckets are random memory too, and a message with a
          * link has all of them: fetch their tag lines while its links are scanned. */
         if (use_rep) {
@@ -809,6 +811,8 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
         out->action = VERDICT_DROP;
     else if (out->score >= cfg->tag_threshold)
         out->action = VERDICT_TAG;
+    if (digest_len > 0 && out->action != VERDICT_PASS)
+        out->fingerprint = sw_hash64_wide(ctx->norm, digest_len, 0x6466u);
 
     /* Feedback: what we flag feeds the history of its sender, source and domains. */
     if (observed && out->action != VERDICT_PASS)

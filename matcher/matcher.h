@@ -111,7 +111,10 @@ struct verdict {
     unsigned n_reasons;
     unsigned reasons_dropped; /* reasons beyond VERDICT_MAX_REASONS (still scored) */
     struct verdict_reason reasons[VERDICT_MAX_REASONS];
-    uint64_t fingerprint; /* body digest for logs (never the body itself) */
+    /* Body digest for logs (never the body itself): the fan-out fingerprint when reputation
+     * took one, else a digest of the normalised body for tag and drop verdicts; 0 for a pass
+     * without a fan-out fingerprint (nothing logs it, and every message would pay for it). */
+    uint64_t fingerprint;
     unsigned n_urls;
     bool quarantine_started; /* this verdict put the sender in quarantine */
 };

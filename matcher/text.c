@@ -13,7 +13,11 @@
 #include <emmintrin.h>
 #endif
 
+#include "matcher/cpu.h"
 #include "matcher/hash.h"
+#if defined(SW_HAVE_AVX2_PATHS)
+#include <immintrin.h>
+#endif
 
 #define HIGH_BITS 0x8080808080808080ULL
 
@@ -440,9 +444,71 @@ static bool copy_plain_ascii(const char *in, size_t len, char *out, size_t *from
 }
 #endif
 
+#if defined(SW_HAVE_AVX2_PATHS)
+/* fold_block_hit() for a 32-byte block. */
+__attribute__((target("avx2"))) static inline bool fold_block_hit32(__m256i v, unsigned *carry)
+{
+    const __m256i sp_max = _mm256_set1_epi8(0x20), ctl_max = _mm256_set1_epi8(0x1f);
+    uint32_t sp = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(v, sp_max), v));
+    if (sp == 0) {
+        *carry = 0;
+        return false;
+    }
+    uint32_t ctl =
+        (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl_max), v));
+    if (ctl != 0 || (sp & (sp >> 1)) != 0 || (*carry && (sp & 1)))
+        return true;
+    *carry = sp >> 31;
+    return false;
+}
+
+/* copy_plain_ascii() thirty-two bytes per step. The last partial block is tested from a copy
+ * padded with 'a' (neither special nor blank), so *from is exact at the end as well. */
+__attribute__((target("avx2"))) static bool copy_plain_ascii_avx2(const char *in, size_t len,
+                                                                  char *out, size_t *from)
+{
+    const __m256i amp = _mm256_set1_epi8('&');
+    unsigned carry = 0;
+    size_t i = 0, start = (size_t)-1;
+    for (; i + 32 <= len; i += 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(in + i));
+        if (_mm256_movemask_epi8(_mm256_or_si256(v, _mm256_cmpeq_epi8(v, amp))) != 0)
+            return false;
+        _mm256_storeu_si256((__m256i *)(void *)(out + i), v);
+        if (start == (size_t)-1 && fold_block_hit32(v, &carry))
+            start = i;
+    }
+    if (i < len) {
+        char pad[32];
+        memset(pad, 'a', sizeof(pad));
+        memcpy(pad, in + i, len - i);
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)pad);
+        if (_mm256_movemask_epi8(_mm256_or_si256(v, _mm256_cmpeq_epi8(v, amp))) != 0)
+            return false;
+        memcpy(out + i, pad, len - i);
+        if (start == (size_t)-1 && fold_block_hit32(v, &carry))
+            start = i;
+    }
+    *from = start != (size_t)-1 ? start : len;
+    return true;
+}
+#endif
+
 void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *res)
 {
     memset(res, 0, sizeof(*res));
+#if defined(SW_HAVE_AVX2_PATHS)
+    if (sw_cpu_avx2()) {
+        size_t from;
+        if (copy_plain_ascii_avx2(in, in_len, out, &from)) {
+            res->len = fold_space_runs(out, in_len, from);
+            return;
+        }
+        normalize_chars(in, in_len, out, res);
+        res->len = fold_space_runs(out, res->len, fold_start(out, res->len));
+        return;
+    }
+#endif
 #if defined(__SSE2__)
     size_t from;
     if (copy_plain_ascii(in, in_len, out, &from)) {

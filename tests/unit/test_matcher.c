@@ -482,8 +482,10 @@ static void test_history_needs_evidence(void **state)
     assert_non_null(find_reason(&v, "REP_BAD_SENDER"));
 }
 
-/* The body digest of a link-free message (verdict.fingerprint, for logs) depends on every byte:
- * long bodies are hashed in four lanes plus a tail, and a change in any of them shows. */
+/* The body digest of a flagged link-free message (verdict.fingerprint, for its log line)
+ * depends on every byte: long bodies are hashed in four lanes plus a tail, and a change in any
+ * of them shows. The senders match T_SENDER (a tag), whatever the body. A passed message has
+ * no log line and gets no digest. */
 static void test_body_digest(void **state)
 {
     struct fixture *f = *state;
@@ -491,22 +493,26 @@ static void test_body_digest(void **state)
     for (size_t i = 0; i + 1 < sizeof(body); i++)
         body[i] = (char)('a' + i % 26);
     body[sizeof(body) - 1] = '\0';
-    struct verdict a = classify(f, "a@x.example", "b@x.example", body, 1, 0, false);
-    struct verdict b = classify(f, "c@x.example", "d@x.example", body, 2, 0, false);
+    struct verdict a = classify(f, "bot1@x.example", "b@x.example", body, 1, 0, false);
+    struct verdict b = classify(f, "bot2@x.example", "d@x.example", body, 2, 0, false);
+    assert_int_equal(a.action, VERDICT_TAG);
     assert_true(a.fingerprint != 0);
     assert_true(a.fingerprint == b.fingerprint);
     for (size_t at = 0; at + 1 < sizeof(body); at += 7) {
         char save = body[at];
         body[at] = '_';
-        struct verdict c = classify(f, "a@x.example", "b@x.example", body, 3, 0, false);
+        struct verdict c = classify(f, "bot1@x.example", "b@x.example", body, 3, 0, false);
         body[at] = save;
         if (c.fingerprint == a.fingerprint)
             fail_msg("a change at byte %zu left the digest alone", at);
     }
     /* the length is part of it */
     body[100] = '\0';
-    struct verdict d = classify(f, "a@x.example", "b@x.example", body, 4, 0, false);
+    struct verdict d = classify(f, "bot1@x.example", "b@x.example", body, 4, 0, false);
     assert_true(d.fingerprint != a.fingerprint);
+    struct verdict p = classify(f, "a@x.example", "b@x.example", body, 5, 0, false);
+    assert_int_equal(p.action, VERDICT_PASS);
+    assert_true(p.fingerprint == 0);
 }
 
 static struct verdict classify_ip(struct fixture *f, const char *from, const char *ip,

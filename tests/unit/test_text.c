@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "matcher/cpu.h"
 #include "matcher/hash.h"
 #include "matcher/text.h"
 
@@ -374,6 +375,55 @@ static void test_output_never_longer(void **state)
     }
 }
 
+/* The AVX2 copy of plain ASCII (matcher/cpu.h) gives what the baseline gives: the same bytes,
+ * length and flags, over ASCII texts with blanks, line breaks, control bytes, '&' and non-ASCII
+ * bytes at every offset, so that the fast path, its padded last block and the fall back to the
+ * slow path are all taken. */
+static void test_avx2_matches_baseline(void **state)
+{
+    (void)state;
+    sw_cpu_force_avx2(true);
+    if (!sw_cpu_avx2())
+        skip(); /* the CPU has no AVX2: there is only the baseline */
+    static const char alphabet[] = "abcdefghij klmnop  \n\t\r.,!?XYZ012";
+    static const char chat[] = "abcdefghijklmnopqrstuvwxyz ,.!?";
+    uint64_t seed = 0x123456789abcdefULL;
+    char in[300], a[300], b[300];
+    for (int iter = 0; iter < 30000; iter++) {
+        size_t n = rng_next(&seed) % sizeof(in);
+        /* half the texts are chat with single blanks and then one run of two blanks or one
+         * control byte at a random place (the fold start, also at block borders) */
+        bool plain = iter % 2 == 0;
+        for (size_t i = 0; i < n; i++)
+            in[i] = plain ? chat[rng_next(&seed) % (sizeof(chat) - 1)]
+                          : alphabet[rng_next(&seed) % (sizeof(alphabet) - 1)];
+        for (size_t i = 1; plain && i < n; i++) {
+            if (in[i] == ' ' && in[i - 1] == ' ')
+                in[i] = 'x';
+        }
+        if (plain && n > 2) {
+            size_t at = 1 + rng_next(&seed) % (n - 2);
+            in[at] = ' ';
+            in[at + 1] = rng_next(&seed) % 3 == 0 ? '\n' : ' ';
+        }
+        /* some get one special byte somewhere */
+        uint64_t r = rng_next(&seed);
+        if (n > 0 && r % 4 == 0)
+            in[(r >> 8) % n] = (r >> 16) % 2 ? '&' : (char)0xc3;
+        if (n > 0 && r % 7 == 0)
+            in[(r >> 24) % n] = (char)((r >> 32) % 0x20);
+        struct text_norm ra, rb;
+        sw_cpu_force_avx2(true);
+        text_normalize(in, n, a, &ra);
+        sw_cpu_force_avx2(false);
+        text_normalize(in, n, b, &rb);
+        assert_int_equal(ra.len, rb.len);
+        assert_int_equal(ra.flags, rb.flags);
+        assert_memory_equal(a, b, ra.len);
+    }
+    sw_cpu_force_avx2(true);
+}
+
 /* --- fingerprint ----------------------------------------------------------------------- */
 
 /* Fingerprint of s with the spans of the given substrings (each found once, in order). */
@@ -607,6 +657,7 @@ int main(void)
         cmocka_unit_test(test_plain_cyrillic_and_greek_unchanged),
         cmocka_unit_test(test_invalid_utf8_copied),
         cmocka_unit_test(test_output_never_longer),
+        cmocka_unit_test(test_avx2_matches_baseline),
         cmocka_unit_test(test_fingerprint_campaign),
         cmocka_unit_test(test_fingerprint_differs_and_folds),
         cmocka_unit_test(test_fingerprint_long_bodies),

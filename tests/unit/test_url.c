@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "matcher/cpu.h"
 #include "matcher/url.h"
 
 static int setup(void **state)
@@ -481,6 +482,61 @@ static void test_domain_cache_consistent(void **state)
     url_set_free(set);
 }
 
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* The AVX2 anchor search (matcher/cpu.h) finds the same links as the baseline one, over texts
+ * built from anchor pieces at every offset and length, including anchors in the last bytes
+ * and across the 16- and 32-byte block borders. */
+static void test_avx2_matches_baseline(void **state)
+{
+    (void)state;
+    sw_cpu_force_avx2(true);
+    if (!sw_cpu_avx2())
+        skip(); /* the CPU has no AVX2: there is only the baseline */
+    static const char *const pieces[] = {
+        ".", "/", "//", "[.]", "(dot)", " dot ", " d", "ot", "d", "o", "t", " ", "  ", "\n",
+        "http://", "hxxp://", "www.", "example.com", "a.b", "x", "ok. so", "e.g.", "{.}",
+        "evil[.]example/x.zip", "WWW.Example.COM", "3.14", "\xd0\xb0", "@", "user@mail.example",
+    };
+    struct url_set *a = url_set_new(16, 8192), *b = url_set_new(16, 8192);
+    assert_non_null(a);
+    assert_non_null(b);
+    uint64_t seed = 0x2545f4914f6cdd1dULL;
+    char text[400];
+    for (int iter = 0; iter < 30000; iter++) {
+        size_t n = 0, want = xorshift(&seed) % 300;
+        while (n < want) {
+            uint64_t r = xorshift(&seed);
+            const char *p = pieces[(r >> 8) % (sizeof(pieces) / sizeof(pieces[0]))];
+            size_t pl = strlen(p);
+            if (n + pl > sizeof(text))
+                break;
+            memcpy(text + n, p, pl);
+            n += pl;
+        }
+        sw_cpu_force_avx2(true);
+        unsigned na = url_extract(text, n, a);
+        sw_cpu_force_avx2(false);
+        unsigned nb = url_extract(text, n, b);
+        assert_int_equal(na, nb);
+        for (unsigned i = 0; i < na; i++) {
+            assert_int_equal(a->items[i].span_off, b->items[i].span_off);
+            assert_int_equal(a->items[i].span_len, b->items[i].span_len);
+            assert_int_equal(a->items[i].flags, b->items[i].flags);
+            assert_string_equal(a->items[i].url, b->items[i].url);
+        }
+    }
+    sw_cpu_force_avx2(true);
+    url_set_free(a);
+    url_set_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -500,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_bound_on_arena),
         cmocka_unit_test(test_domain_cache_consistent),
         cmocka_unit_test_setup_teardown(test_floods_finish, setup, teardown),
+        cmocka_unit_test(test_avx2_matches_baseline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

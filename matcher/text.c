@@ -7,6 +7,7 @@
  * ordinary Russian or Greek text is left as written. */
 #include "matcher/text.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 #if defined(__SSE2__)
@@ -623,27 +624,67 @@ static void normalize_chars(const char *in, size_t in_len, char *out, struct tex
 
 /* --- fingerprint ----------------------------------------------------------------------- */
 
-/* The folded text is hashed in blocks of FP_CHUNK bytes gathered on the stack, so nothing is
- * allocated. A block is flushed when the next emission might not fit, which depends only on
- * the folded text before it: the result is a function of the folded text alone, however the
- * raw text spreads it out. */
+/* The folded text is a stream of emissions: each kept byte (an ASCII letter, lower-cased, or a
+ * byte >= 0x80), or a URL's marker '\x01', preceded by one ' ' when separators stood between it
+ * and the emission before it. The stream is hashed in pieces of FP_CHUNK bytes or one less:
+ * a piece ends at the first emission boundary at or after FP_CHUNK - 1 bytes. So the result is
+ * a function of the folded text alone, however the raw text spreads it out, and equals the
+ * result of the byte-at-a-time definition (tests/unit/test_text.c keeps it as the reference).
+ * Emissions are written to a staging buffer on the stack, nothing is allocated. */
 #define FP_CHUNK 64
+#define FP_STAGE 256
+
+struct fp_state {
+    uint64_t h;
+    size_t total;    /* folded letters, separators and markers excluded */
+    unsigned sep;    /* a separator run is pending, after something was emitted */
+    unsigned any;    /* something was emitted: leading separators are dropped */
+    size_t at, end;  /* stage[at..end) not hashed yet */
+    char stage[FP_STAGE + 32];
+};
 
 static inline uint64_t fp_block(uint64_t h, const char *buf, size_t n)
 {
     return sw_hash_combine(h, sw_hash64(buf, n, 0x6670u));
 }
 
+/* Hashes the whole pieces of the stage that are known to be complete: a piece is complete
+ * once a byte follows it. A separator is never the last byte of an emission, so the piece is
+ * FP_CHUNK - 1 bytes unless its last byte would be a separator. */
+static void fp_drain(struct fp_state *st)
+{
+    while (st->end - st->at > FP_CHUNK) {
+        size_t cut = st->stage[st->at + FP_CHUNK - 2] == ' ' ? FP_CHUNK : FP_CHUNK - 1;
+        st->h = fp_block(st->h, st->stage + st->at, cut);
+        st->at += cut;
+    }
+    if (st->at >= FP_STAGE / 2) {
+        memmove(st->stage, st->stage + st->at, st->end - st->at);
+        st->end -= st->at;
+        st->at = 0;
+    }
+}
+
+/* One emission: the pending separator, if any, then c. */
+static inline void fp_emit(struct fp_state *st, char c)
+{
+    st->stage[st->end] = ' ';
+    st->end += st->sep;
+    st->stage[st->end++] = c;
+    st->sep = 0;
+    st->any = 1;
+}
+
 #if defined(__SSE2__)
-/* The scalar loop of text_fingerprint() for 16 bytes at once, same output: chat mixes letters,
- * blanks, punctuation and digits too irregularly for a branch predictor (~470 ns per 200-byte
- * body byte by byte, mostly mispredictions). Classify the 16 bytes with SSE2 into kept bytes K
- * (ASCII letters, lower-cased, and bytes >= 0x80), digits and other bytes O; a kept byte gets a
- * separator before it when an O lies between it and the kept byte before it (digits do not
- * count and do not split): a prefix OR of O along the runs of non-kept bytes, carried into the
- * chunk by *sep. Then only the kept bytes are visited. */
-static void fp_chunk16(const char *p, uint64_t *h, char *buf, size_t *bn, size_t *total,
-                       unsigned *sep, unsigned *any)
+/* Classifies 16 bytes p[0..16) as text_fingerprint() reads them, same output as a byte at a
+ * time: chat mixes letters, blanks, punctuation and digits too irregularly for a branch
+ * predictor (~470 ns per 200-byte body byte by byte, mostly mispredictions). Kept bytes K
+ * (*keep: ASCII letters and bytes >= 0x80; *e: the bytes to emit, lower-cased), digits and
+ * other bytes O; a kept byte gets a separator before it (*sepm) when an O lies between it and
+ * the kept byte before it (digits do not count and do not split): a prefix OR of O along the
+ * runs of non-kept bytes, carried into the block by st->sep. */
+static inline void fp_classify16(const char *p, struct fp_state *st, unsigned *keep_out,
+                                 unsigned *sepm_out, __m128i *e)
 {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
     __m128i lc = _mm_or_si128(v, _mm_set1_epi8(0x20));
@@ -658,10 +699,10 @@ static void fp_chunk16(const char *p, uint64_t *h, char *buf, size_t *bn, size_t
     unsigned keep = letter | high;
     unsigned gap = ~keep & 0xffffu;
     unsigned other = gap & ~digit;
-    if (!*any) /* separators before the first thing emitted are dropped */
+    if (!st->any) /* separators before the first thing emitted are dropped */
         other &= keep != 0 ? ~((keep & -keep) - 1) : 0;
     /* x: bit i set when an O lies in the run of non-kept bytes that ends at i */
-    unsigned x = other | (*sep & gap & 1u), g = gap;
+    unsigned x = other | (st->sep & gap & 1u), g = gap;
     x |= (x << 1) & g;
     g &= g << 1;
     x |= (x << 2) & g;
@@ -669,90 +710,155 @@ static void fp_chunk16(const char *p, uint64_t *h, char *buf, size_t *bn, size_t
     x |= (x << 4) & g;
     g &= g << 4;
     x |= (x << 8) & g;
-    unsigned sepm = ((x << 1) | *sep) & keep; /* only the first of a run of kept bytes can have
-                                               * one: after a kept byte no O is pending */
-    *sep = (keep >> 15) & 1 ? 0 : (x >> 15) & 1;
+    /* only the first of a run of kept bytes can have one: after a kept byte no O is pending */
+    *sepm_out = ((x << 1) | st->sep) & keep;
+    st->sep = (keep >> 15) & 1 ? 0 : (x >> 15) & 1;
+    *keep_out = keep;
+    __m128i isk = _mm_cmplt_epi8(v, _mm_setzero_si128()); /* bytes >= 0x80 keep their value */
+    *e = _mm_or_si128(_mm_and_si128(isk, v), _mm_andnot_si128(isk, lc));
+}
+
+/* 16 bytes, emitting the kept ones one at a time. */
+static void fp_chunk16(const char *p, struct fp_state *st)
+{
+    unsigned keep, sepm;
+    __m128i ev;
+    fp_classify16(p, st, &keep, &sepm, &ev);
     if (keep == 0)
         return;
-    *any = 1;
+    st->any = 1;
     char e[16];
-    __m128i isk = _mm_cmplt_epi8(v, _mm_setzero_si128()); /* bytes >= 0x80 keep their value */
-    _mm_storeu_si128((__m128i *)(void *)e,
-                     _mm_or_si128(_mm_and_si128(isk, v), _mm_andnot_si128(isk, lc)));
-    size_t n = *bn;
+    _mm_storeu_si128((__m128i *)(void *)e, ev);
+    size_t n = st->end;
+    st->total += (size_t)__builtin_popcount(keep);
     while (keep != 0) {
         unsigned j = (unsigned)__builtin_ctz(keep);
-        if (n >= FP_CHUNK - 1) {
-            *h = fp_block(*h, buf, n);
-            n = 0;
-        }
-        buf[n] = ' ';
+        st->stage[n] = ' ';
         n += (sepm >> j) & 1;
-        buf[n++] = e[j];
-        (*total)++;
+        st->stage[n++] = e[j];
         keep &= keep - 1;
     }
-    *bn = n;
+    st->end = n;
+}
+#endif
+
+#if defined(SW_HAVE_AVX2_PATHS)
+/* Byte-shuffle controls that pack the bytes of an 8-bit mask to the front (SSSE3 pshufb). */
+static uint8_t fp_pack[256][8];
+static pthread_once_t fp_pack_once = PTHREAD_ONCE_INIT;
+
+static void fp_pack_init(void)
+{
+    for (unsigned m = 0; m < 256; m++) {
+        unsigned k = 0;
+        for (unsigned b = 0; b < 8; b++) {
+            if (m & (1u << b))
+                fp_pack[m][k++] = (uint8_t)b;
+        }
+        for (; k < 8; k++)
+            fp_pack[m][k] = 0x80; /* a zero byte, overwritten by the next store */
+    }
+}
+
+/* fp_chunk16() without a loop per byte: a separator takes the place of the byte before its
+ * kept byte (a non-kept byte, or, for the first byte of the block, one written first), then
+ * the kept bytes and separators are packed with two byte shuffles. */
+__attribute__((target("avx2,popcnt"))) static void fp_chunk16_pack(const char *p,
+                                                                  struct fp_state *st)
+{
+    unsigned keep, sepm;
+    __m128i e;
+    fp_classify16(p, st, &keep, &sepm, &e);
+    if (keep == 0)
+        return;
+    st->any = 1;
+    st->total += (size_t)__builtin_popcount(keep);
+    if (sepm & 1)
+        st->stage[st->end++] = ' ';
+    unsigned seps = sepm >> 1; /* bytes that become separators */
+    /* the 16-bit mask seps as 16 byte lanes of 0x00 / 0xff */
+    const __m128i bits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 1, 2, 4, 8, 16, 32, 64,
+                                       (char)128);
+    __m128i m = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)seps),
+                                 _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+    m = _mm_cmpeq_epi8(_mm_and_si128(m, bits), bits);
+    e = _mm_or_si128(_mm_andnot_si128(m, e), _mm_and_si128(m, _mm_set1_epi8(' ')));
+    unsigned out = keep | seps;
+    unsigned lo = out & 0xff, hi = out >> 8;
+    uint64_t cl, ch;
+    memcpy(&cl, fp_pack[lo], 8);
+    memcpy(&ch, fp_pack[hi], 8);
+    ch += 0x0808080808080808ULL; /* the upper half's bytes; 0x80 stays a zero byte */
+    __m128i ctl = _mm_set_epi64x((long long)ch, (long long)cl);
+    __m128i r = _mm_shuffle_epi8(e, ctl);
+    _mm_storel_epi64((__m128i *)(void *)(st->stage + st->end), r);
+    st->end += (size_t)__builtin_popcount(lo);
+    _mm_storel_epi64((__m128i *)(void *)(st->stage + st->end), _mm_unpackhi_epi64(r, r));
+    st->end += (size_t)__builtin_popcount(hi);
 }
 #endif
 
 uint64_t text_fingerprint(const char *norm, size_t len, const struct text_span *spans, size_t n,
                           size_t *folded_len)
 {
-    uint64_t h = 0x5370696d77616c6cULL;
-    char buf[FP_CHUNK];
-    size_t bn = 0;    /* bytes in buf */
-    size_t total = 0; /* folded letters, separators and markers excluded */
-    unsigned sep = 0; /* a separator run is pending, after something was emitted */
-    unsigned any = 0; /* something was emitted: leading separators are dropped */
+    struct fp_state st;
+    st.h = 0x5370696d77616c6cULL;
+    st.total = 0;
+    st.sep = 0;
+    st.any = 0;
+    st.at = st.end = 0;
     size_t i = 0, si = 0;
+#if defined(SW_HAVE_AVX2_PATHS)
+    bool pack = sw_cpu_avx2();
+    if (pack)
+        pthread_once(&fp_pack_once, fp_pack_init);
+#endif
 
     while (i < len) {
         size_t stop = len;
         if (si < n && spans[si].off < stop)
             stop = spans[si].off > i ? spans[si].off : i;
 #if defined(__SSE2__)
-        for (; i + 16 <= stop; i += 16)
-            fp_chunk16(norm + i, &h, buf, &bn, &total, &sep, &any);
+        for (; i + 16 <= stop; i += 16) {
+#if defined(SW_HAVE_AVX2_PATHS)
+            if (pack)
+                fp_chunk16_pack(norm + i, &st);
+            else
+#endif
+                fp_chunk16(norm + i, &st);
+            fp_drain(&st);
+        }
 #endif
         for (; i < stop; i++) {
             unsigned c = (unsigned char)norm[i];
             unsigned lc = c | 0x20;
             if (lc - 'a' < 26u || c >= 0x80) {
-                if (bn >= FP_CHUNK - 1) {
-                    h = fp_block(h, buf, bn);
-                    bn = 0;
-                }
-                buf[bn] = ' ';
-                bn += sep;
-                buf[bn++] = (char)(c >= 0x80 ? c : lc);
-                sep = 0;
-                any = 1;
-                total++;
+                fp_emit(&st, (char)(c >= 0x80 ? c : lc));
+                st.total++;
+                fp_drain(&st);
             } else if (c - '0' >= 10u) {
-                sep = any; /* digits vanish without splitting a word */
+                st.sep = st.any; /* digits vanish without splitting a word */
             }
         }
         if (i >= len)
             break;
         /* one marker per URL, whatever the URL said */
-        if (bn >= FP_CHUNK - 1) {
-            h = fp_block(h, buf, bn);
-            bn = 0;
-        }
-        buf[bn] = ' ';
-        bn += sep;
-        buf[bn++] = '\x01';
-        sep = 0;
-        any = 1;
+        fp_emit(&st, '\x01');
+        fp_drain(&st);
         /* never step backwards, even on spans that break the contract */
         size_t end = (size_t)spans[si].off + spans[si].len;
         i = end > i ? end : i;
         si++;
     }
-    if (bn > 0)
-        h = fp_block(h, buf, bn);
+    /* the last pieces: the stream has ended, so every boundary is final */
+    while (st.end - st.at > 0) {
+        size_t cut = st.end - st.at;
+        if (cut >= FP_CHUNK)
+            cut = st.stage[st.at + FP_CHUNK - 2] == ' ' ? FP_CHUNK : FP_CHUNK - 1;
+        st.h = fp_block(st.h, st.stage + st.at, cut);
+        st.at += cut;
+    }
     if (folded_len != NULL)
-        *folded_len = total;
-    return sw_hash_mix(h ^ total);
+        *folded_len = st.total;
+    return sw_hash_mix(st.h ^ st.total);
 }

@@ -463,8 +463,11 @@ __attribute__((target("avx2"))) static inline bool fold_block_hit32(__m256i v, u
     return false;
 }
 
-/* copy_plain_ascii() thirty-two bytes per step. The last partial block is tested from a copy
- * padded with 'a' (neither special nor blank), so *from is exact at the end as well. */
+/* copy_plain_ascii() thirty-two bytes per step, for texts of 32 bytes or more. The last
+ * partial block is the block that ends with the text, overlapping bytes already copied (the
+ * same bytes are written again); bytes already tested cannot start a fold that their first
+ * test missed, and the carry comes from the byte before that block, so *from stays exact. A
+ * padded copy of the tail would cost a failed store forward on every message. */
 __attribute__((target("avx2"))) static bool copy_plain_ascii_avx2(const char *in, size_t len,
                                                                   char *out, size_t *from)
 {
@@ -480,15 +483,14 @@ __attribute__((target("avx2"))) static bool copy_plain_ascii_avx2(const char *in
             start = i;
     }
     if (i < len) {
-        char pad[32];
-        memset(pad, 'a', sizeof(pad));
-        memcpy(pad, in + i, len - i);
-        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)pad);
+        size_t j = len - 32; /* len >= 32 */
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(in + j));
         if (_mm256_movemask_epi8(_mm256_or_si256(v, _mm256_cmpeq_epi8(v, amp))) != 0)
             return false;
-        memcpy(out + i, pad, len - i);
+        _mm256_storeu_si256((__m256i *)(void *)(out + j), v);
+        carry = j > 0 && (unsigned char)in[j - 1] <= ' ';
         if (start == (size_t)-1 && fold_block_hit32(v, &carry))
-            start = i;
+            start = j;
     }
     *from = start != (size_t)-1 ? start : len;
     return true;
@@ -499,7 +501,7 @@ void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *
 {
     memset(res, 0, sizeof(*res));
 #if defined(SW_HAVE_AVX2_PATHS)
-    if (sw_cpu_avx2()) {
+    if (in_len >= 32 && sw_cpu_avx2()) {
         size_t from;
         if (copy_plain_ascii_avx2(in, in_len, out, &from)) {
             res->len = fold_space_runs(out, in_len, from);

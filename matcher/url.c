@@ -858,7 +858,21 @@ __attribute__((target("avx2"))) static size_t next_anchor_avx2(const char *text,
     }
     if (i >= len)
         return len;
-    /* the last 1..33 bytes from a zero-padded copy, as in next_anchor() */
+    /* The last 1..33 bytes. With room for it, the block that ends two bytes before the text
+     * does, masked to the bytes not tested yet (a padded copy would cost a failed store
+     * forward on every message), then the last two bytes one at a time. */
+    if (len >= 35) {
+        size_t j = len - 34;
+        /* j < i <= len - 1, so i - j is 1..33: the positions from i on */
+        uint32_t bits = i - j < 32 ? anchor_mask32(text + j) & (~0u << (i - j)) : 0;
+        if (bits != 0)
+            return j + (size_t)__builtin_ctz(bits);
+        for (i = i > len - 2 ? i : len - 2; i < len; i++) {
+            if (anchor_at(text, len, i))
+                return i;
+        }
+        return len;
+    }
     char tail[72] = {0};
     memcpy(tail, text + i - 1, len - i + 1);
     uint64_t bits = anchor_mask32(tail + 1) | ((uint64_t)anchor_mask32(tail + 33) << 32);

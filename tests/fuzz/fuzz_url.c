@@ -1,13 +1,16 @@
 /* Fuzz target: text_normalize() on arbitrary bytes, then url_extract() and text_fingerprint()
  * on the result, checking the contracts of matcher/text.h and matcher/url.h (whitespace runs
  * folded included). The first byte
- * picks small set bounds now and then so that the max-items and arena-overflow paths run too. */
+ * picks small set bounds now and then so that the max-items and arena-overflow paths run too.
+ * Where the CPU has AVX2, the three are run again on the baseline paths (matcher/cpu.h) and
+ * must give the same bytes, links and fingerprint. */
 #include "tests/fuzz/fuzz.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "matcher/cpu.h"
 #include "matcher/text.h"
 #include "matcher/url.h"
 
@@ -130,6 +133,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(folded <= tn.len);
     /* deterministic */
     check(fp == text_fingerprint(norm, tn.len, spans, n, NULL));
+
+    static struct url_set *base_set[2];
+    if (sw_cpu_avx2()) {
+        if (base_set[0] == NULL) {
+            base_set[0] = url_set_new(16, 8192);
+            base_set[1] = url_set_new(2, 64);
+            if (base_set[0] == NULL || base_set[1] == NULL)
+                abort();
+        }
+        struct url_set *bs = base_set[data[0] & 1];
+        char *bnorm = malloc(in_len > 0 ? in_len : 1);
+        if (bnorm == NULL)
+            abort();
+        struct text_norm btn;
+        sw_cpu_force_avx2(false);
+        text_normalize(in, in_len, bnorm, &btn);
+        check(btn.len == tn.len && btn.flags == tn.flags && memcmp(bnorm, norm, tn.len) == 0);
+        check(url_extract(bnorm, btn.len, bs) == n);
+        for (unsigned i = 0; i < n; i++) {
+            check(bs->items[i].span_off == set->items[i].span_off);
+            check(bs->items[i].span_len == set->items[i].span_len);
+            check(strcmp(bs->items[i].url, set->items[i].url) == 0);
+        }
+        size_t bfolded = 0;
+        check(text_fingerprint(bnorm, btn.len, spans, n, &bfolded) == fp && bfolded == folded);
+        sw_cpu_force_avx2(true);
+        free(bnorm);
+    }
     free(norm);
     return 0;
 }

@@ -463,6 +463,20 @@ __attribute__((target("avx2"))) static inline bool fold_block_hit32(__m256i v, u
     return false;
 }
 
+/* One 32-byte block of copy_plain_ascii_avx2() at in[off..off + 32): false if it holds a
+ * special byte; else copied to out, and *start set to off if a fold may begin in it. */
+__attribute__((target("avx2"))) static inline bool
+copy_block32(const char *in, char *out, size_t off, size_t *start, unsigned *carry)
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(in + off));
+    if (_mm256_movemask_epi8(_mm256_or_si256(v, _mm256_cmpeq_epi8(v, _mm256_set1_epi8('&')))) != 0)
+        return false;
+    _mm256_storeu_si256((__m256i *)(void *)(out + off), v);
+    if (*start == (size_t)-1 && fold_block_hit32(v, carry))
+        *start = off;
+    return true;
+}
+
 /* copy_plain_ascii() thirty-two bytes per step, for texts of 32 bytes or more. The last
  * partial block is the block that ends with the text, overlapping bytes already copied (the
  * same bytes are written again); bytes already tested cannot start a fold that their first
@@ -471,26 +485,17 @@ __attribute__((target("avx2"))) static inline bool fold_block_hit32(__m256i v, u
 __attribute__((target("avx2"))) static bool copy_plain_ascii_avx2(const char *in, size_t len,
                                                                   char *out, size_t *from)
 {
-    const __m256i amp = _mm256_set1_epi8('&');
     unsigned carry = 0;
     size_t i = 0, start = (size_t)-1;
     for (; i + 32 <= len; i += 32) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(in + i));
-        if (_mm256_movemask_epi8(_mm256_or_si256(v, _mm256_cmpeq_epi8(v, amp))) != 0)
+        if (!copy_block32(in, out, i, &start, &carry))
             return false;
-        _mm256_storeu_si256((__m256i *)(void *)(out + i), v);
-        if (start == (size_t)-1 && fold_block_hit32(v, &carry))
-            start = i;
     }
     if (i < len) {
         size_t j = len - 32; /* len >= 32 */
-        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(in + j));
-        if (_mm256_movemask_epi8(_mm256_or_si256(v, _mm256_cmpeq_epi8(v, amp))) != 0)
-            return false;
-        _mm256_storeu_si256((__m256i *)(void *)(out + j), v);
         carry = j > 0 && (unsigned char)in[j - 1] <= ' ';
-        if (start == (size_t)-1 && fold_block_hit32(v, &carry))
-            start = j;
+        if (!copy_block32(in, out, j, &start, &carry))
+            return false;
     }
     *from = start != (size_t)-1 ? start : len;
     return true;
@@ -638,10 +643,10 @@ static void normalize_chars(const char *in, size_t in_len, char *out, struct tex
 
 struct fp_state {
     uint64_t h;
-    size_t total;    /* folded letters, separators and markers excluded */
-    unsigned sep;    /* a separator run is pending, after something was emitted */
-    unsigned any;    /* something was emitted: leading separators are dropped */
-    size_t at, end;  /* stage[at..end) not hashed yet */
+    size_t total;   /* folded letters, separators and markers excluded */
+    unsigned sep;   /* a separator run is pending, after something was emitted */
+    unsigned any;   /* something was emitted: leading separators are dropped */
+    size_t at, end; /* stage[at..end) not hashed yet */
     char stage[FP_STAGE + 32];
 };
 
@@ -766,7 +771,7 @@ static void fp_pack_init(void)
  * kept byte (a non-kept byte, or, for the first byte of the block, one written first), then
  * the kept bytes and separators are packed with two byte shuffles. */
 __attribute__((target("avx2,popcnt"))) static void fp_chunk16_pack(const char *p,
-                                                                  struct fp_state *st)
+                                                                   struct fp_state *st)
 {
     unsigned keep, sepm;
     __m128i e;
@@ -779,8 +784,8 @@ __attribute__((target("avx2,popcnt"))) static void fp_chunk16_pack(const char *p
         st->stage[st->end++] = ' ';
     unsigned seps = sepm >> 1; /* bytes that become separators */
     /* the 16-bit mask seps as 16 byte lanes of 0x00 / 0xff */
-    const __m128i bits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 1, 2, 4, 8, 16, 32, 64,
-                                       (char)128);
+    const __m128i bits =
+        _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 1, 2, 4, 8, 16, 32, 64, (char)128);
     __m128i m = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)seps),
                                  _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
     m = _mm_cmpeq_epi8(_mm_and_si128(m, bits), bits);

@@ -829,22 +829,22 @@ __attribute__((target("avx2"))) static inline uint32_t anchor_mask32(const char 
     __m256i next_blank = _mm256_cmpeq_epi8(_mm256_min_epu8(next, sp), next);
     __m256i m =
         _mm256_andnot_si256(_mm256_or_si256(prev_blank, next_blank), _mm256_cmpeq_epi8(v, dot));
-    m = _mm256_or_si256(m, _mm256_or_si256(_mm256_cmpeq_epi8(v, lbr),
-                                           _mm256_or_si256(_mm256_cmpeq_epi8(v, lpa),
-                                                           _mm256_cmpeq_epi8(v, lcu))));
-    m = _mm256_or_si256(m, _mm256_and_si256(_mm256_cmpeq_epi8(v, sla),
-                                            _mm256_cmpeq_epi8(next, sla)));
+    m = _mm256_or_si256(
+        m, _mm256_or_si256(_mm256_cmpeq_epi8(v, lbr),
+                           _mm256_or_si256(_mm256_cmpeq_epi8(v, lpa), _mm256_cmpeq_epi8(v, lcu))));
+    m = _mm256_or_si256(m,
+                        _mm256_and_si256(_mm256_cmpeq_epi8(v, sla), _mm256_cmpeq_epi8(next, sla)));
     __m256i dw = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_or_si256(v, lower), d),
                                   _mm256_cmpeq_epi8(prev, sp));
-    dw = _mm256_and_si256(dw, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_or_si256(next, lower), o),
-                                               _mm256_cmpeq_epi8(_mm256_or_si256(next2, lower),
-                                                                 t)));
+    dw =
+        _mm256_and_si256(dw, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_or_si256(next, lower), o),
+                                              _mm256_cmpeq_epi8(_mm256_or_si256(next2, lower), t)));
     return (uint32_t)_mm256_movemask_epi8(_mm256_or_si256(m, dw));
 }
 
 /* next_anchor() thirty-two bytes per step; same answers. */
 __attribute__((target("avx2"))) static size_t next_anchor_avx2(const char *text, size_t len,
-                                                              size_t i)
+                                                               size_t i)
 {
     if (i == 0) {
         if (anchor_at(text, len, 0))

@@ -500,9 +500,35 @@ static void test_avx2_matches_baseline(void **state)
     if (!sw_cpu_avx2())
         skip(); /* the CPU has no AVX2: there is only the baseline */
     static const char *const pieces[] = {
-        ".", "/", "//", "[.]", "(dot)", " dot ", " d", "ot", "d", "o", "t", " ", "  ", "\n",
-        "http://", "hxxp://", "www.", "example.com", "a.b", "x", "ok. so", "e.g.", "{.}",
-        "evil[.]example/x.zip", "WWW.Example.COM", "3.14", "\xd0\xb0", "@", "user@mail.example",
+        ".",
+        "/",
+        "//",
+        "[.]",
+        "(dot)",
+        " dot ",
+        " d",
+        "ot",
+        "d",
+        "o",
+        "t",
+        " ",
+        "  ",
+        "\n",
+        "http://",
+        "hxxp://",
+        "www.",
+        "example.com",
+        "a.b",
+        "x",
+        "ok. so",
+        "e.g.",
+        "{.}",
+        "evil[.]example/x.zip",
+        "WWW.Example.COM",
+        "3.14",
+        "\xd0\xb0",
+        "@",
+        "user@mail.example",
     };
     struct url_set *a = url_set_new(16, 8192), *b = url_set_new(16, 8192);
     assert_non_null(a);

@@ -689,7 +689,8 @@ static inline void fp_emit(struct fp_state *st, char c)
  * (*keep: ASCII letters and bytes >= 0x80; *e: the bytes to emit, lower-cased), digits and
  * other bytes O; a kept byte gets a separator before it (*sepm) when an O lies between it and
  * the kept byte before it (digits do not count and do not split): a prefix OR of O along the
- * runs of non-kept bytes, carried into the block by st->sep. */
+ * runs of non-kept bytes, carried into the block by st->sep. The kept bytes are counted
+ * (st->total, st->any) here, for both ways of emitting them. */
 static inline void fp_classify16(const char *p, struct fp_state *st, unsigned *keep_out,
                                  unsigned *sepm_out, __m128i *e)
 {
@@ -721,6 +722,10 @@ static inline void fp_classify16(const char *p, struct fp_state *st, unsigned *k
     *sepm_out = ((x << 1) | st->sep) & keep;
     st->sep = (keep >> 15) & 1 ? 0 : (x >> 15) & 1;
     *keep_out = keep;
+    if (keep != 0) {
+        st->any = 1;
+        st->total += (size_t)__builtin_popcount(keep);
+    }
     __m128i isk = _mm_cmplt_epi8(v, _mm_setzero_si128()); /* bytes >= 0x80 keep their value */
     *e = _mm_or_si128(_mm_and_si128(isk, v), _mm_andnot_si128(isk, lc));
 }
@@ -733,11 +738,9 @@ static void fp_chunk16(const char *p, struct fp_state *st)
     fp_classify16(p, st, &keep, &sepm, &ev);
     if (keep == 0)
         return;
-    st->any = 1;
     char e[16];
     _mm_storeu_si128((__m128i *)(void *)e, ev);
     size_t n = st->end;
-    st->total += (size_t)__builtin_popcount(keep);
     while (keep != 0) {
         unsigned j = (unsigned)__builtin_ctz(keep);
         st->stage[n] = ' ';
@@ -778,8 +781,6 @@ __attribute__((target("avx2,popcnt"))) static void fp_chunk16_pack(const char *p
     fp_classify16(p, st, &keep, &sepm, &e);
     if (keep == 0)
         return;
-    st->any = 1;
-    st->total += (size_t)__builtin_popcount(keep);
     if (sepm & 1)
         st->stage[st->end++] = ' ';
     unsigned seps = sepm >> 1; /* bytes that become separators */

@@ -502,35 +502,35 @@ __attribute__((target("avx2"))) static bool copy_plain_ascii_avx2(const char *in
 }
 #endif
 
+/* The fast path: copies in[0..len) to out if it is plain ASCII without '&' and sets *from to
+ * where fold_space_runs() must start; false (out then holds a prefix that the slow path
+ * overwrites) otherwise. AVX2 for 32 bytes and more where the CPU has it, else SSE2, else
+ * eight bytes at a time. */
+static bool copy_plain(const char *in, size_t len, char *out, size_t *from)
+{
+#if defined(SW_HAVE_AVX2_PATHS)
+    if (len >= 32 && sw_cpu_avx2())
+        return copy_plain_ascii_avx2(in, len, out, from);
+#endif
+#if defined(__SSE2__)
+    return copy_plain_ascii(in, len, out, from);
+#else
+    if (!all_plain_ascii(in, len))
+        return false;
+    memcpy(out, in, len);
+    *from = fold_start(out, len);
+    return true;
+#endif
+}
+
 void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *res)
 {
     memset(res, 0, sizeof(*res));
-#if defined(SW_HAVE_AVX2_PATHS)
-    if (in_len >= 32 && sw_cpu_avx2()) {
-        size_t from;
-        if (copy_plain_ascii_avx2(in, in_len, out, &from)) {
-            res->len = fold_space_runs(out, in_len, from);
-            return;
-        }
-        normalize_chars(in, in_len, out, res);
-        res->len = fold_space_runs(out, res->len, fold_start(out, res->len));
-        return;
-    }
-#endif
-#if defined(__SSE2__)
     size_t from;
-    if (copy_plain_ascii(in, in_len, out, &from)) {
+    if (copy_plain(in, in_len, out, &from)) {
         res->len = fold_space_runs(out, in_len, from);
         return;
     }
-#else
-    if (all_plain_ascii(in, in_len)) {
-        memcpy(out, in, in_len);
-        res->len = in_len;
-        res->len = fold_space_runs(out, res->len, fold_start(out, res->len));
-        return;
-    }
-#endif
     normalize_chars(in, in_len, out, res);
     res->len = fold_space_runs(out, res->len, fold_start(out, res->len));
 }
@@ -655,13 +655,16 @@ static inline uint64_t fp_block(uint64_t h, const char *buf, size_t n)
     return sw_hash_combine(h, sw_hash64(buf, n, 0x6670u));
 }
 
-/* Hashes the whole pieces of the stage that are known to be complete: a piece is complete
- * once a byte follows it. A separator is never the last byte of an emission, so the piece is
- * FP_CHUNK - 1 bytes unless its last byte would be a separator. */
-static void fp_drain(struct fp_state *st)
+/* Hashes the pieces of the stage that are known to be complete: while the stream goes on, a
+ * piece is complete once a byte follows it; at its end (final), every byte left is. A
+ * separator is never the last byte of an emission, so a full piece is FP_CHUNK - 1 bytes
+ * unless its last byte would be a separator; the last piece may be shorter. */
+static void fp_drain(struct fp_state *st, bool final)
 {
-    while (st->end - st->at > FP_CHUNK) {
-        size_t cut = st->stage[st->at + FP_CHUNK - 2] == ' ' ? FP_CHUNK : FP_CHUNK - 1;
+    while (st->end - st->at > (final ? 0 : FP_CHUNK)) {
+        size_t cut = st->end - st->at;
+        if (cut >= FP_CHUNK)
+            cut = st->stage[st->at + FP_CHUNK - 2] == ' ' ? FP_CHUNK : FP_CHUNK - 1;
         st->h = fp_block(st->h, st->stage + st->at, cut);
         st->at += cut;
     }
@@ -834,7 +837,7 @@ uint64_t text_fingerprint(const char *norm, size_t len, const struct text_span *
             else
 #endif
                 fp_chunk16(norm + i, &st);
-            fp_drain(&st);
+            fp_drain(&st, false);
         }
 #endif
         for (; i < stop; i++) {
@@ -843,7 +846,7 @@ uint64_t text_fingerprint(const char *norm, size_t len, const struct text_span *
             if (lc - 'a' < 26u || c >= 0x80) {
                 fp_emit(&st, (char)(c >= 0x80 ? c : lc));
                 st.total++;
-                fp_drain(&st);
+                fp_drain(&st, false);
             } else if (c - '0' >= 10u) {
                 st.sep = st.any; /* digits vanish without splitting a word */
             }
@@ -852,20 +855,13 @@ uint64_t text_fingerprint(const char *norm, size_t len, const struct text_span *
             break;
         /* one marker per URL, whatever the URL said */
         fp_emit(&st, '\x01');
-        fp_drain(&st);
+        fp_drain(&st, false);
         /* never step backwards, even on spans that break the contract */
         size_t end = (size_t)spans[si].off + spans[si].len;
         i = end > i ? end : i;
         si++;
     }
-    /* the last pieces: the stream has ended, so every boundary is final */
-    while (st.end - st.at > 0) {
-        size_t cut = st.end - st.at;
-        if (cut >= FP_CHUNK)
-            cut = st.stage[st.at + FP_CHUNK - 2] == ' ' ? FP_CHUNK : FP_CHUNK - 1;
-        st.h = fp_block(st.h, st.stage + st.at, cut);
-        st.at += cut;
-    }
+    fp_drain(&st, true);
     if (folded_len != NULL)
         *folded_len = st.total;
     return sw_hash_mix(st.h ^ st.total);

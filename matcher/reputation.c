@@ -548,6 +548,24 @@ static inline uint32_t rep_epoch(const struct rep *rep, uint64_t now)
     return (uint32_t)e & REP_EPOCH_MASK;
 }
 
+/* Locates (and starts fetching the tag lines of) the fingerprint, pair and domain buckets of
+ * msg, those it has keys for: the one place that says how those keys are derived, for
+ * rep_observe() and for rep_prefetch_spread(), which must fetch the same buckets. */
+static inline void locate_spread(const struct rep *rep, const struct rep_msg *msg,
+                                 struct rep_slot *fp, struct rep_slot *pair, struct rep_slot *dom)
+{
+    unsigned n_dom = msg->n_domains < REP_MAX_DOMAINS ? msg->n_domains : REP_MAX_DOMAINS;
+    if (msg->fingerprint != 0) {
+        rep_locate(rep, REP_KIND_FINGERPRINT, msg->fingerprint, fp);
+        if (msg->sender != 0)
+            rep_locate(rep, REP_KIND_PAIR, sw_hash_combine(msg->sender, msg->fingerprint), pair);
+    }
+    for (unsigned i = 0; i < n_dom; i++) {
+        if (msg->domains[i] != 0)
+            rep_locate(rep, REP_KIND_DOMAIN, msg->domains[i], &dom[i]);
+    }
+}
+
 void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals *out)
 {
     struct rep_slot sender, ip, fp, pair, dom[REP_MAX_DOMAINS];
@@ -562,15 +580,7 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
         rep_locate(rep, REP_KIND_SENDER, msg->sender, &sender);
     if (msg->ip != 0)
         rep_locate(rep, REP_KIND_IP, msg->ip, &ip);
-    if (msg->fingerprint != 0) {
-        rep_locate(rep, REP_KIND_FINGERPRINT, msg->fingerprint, &fp);
-        if (msg->sender != 0)
-            rep_locate(rep, REP_KIND_PAIR, sw_hash_combine(msg->sender, msg->fingerprint), &pair);
-    }
-    for (unsigned i = 0; i < n_dom; i++) {
-        if (msg->domains[i] != 0)
-            rep_locate(rep, REP_KIND_DOMAIN, msg->domains[i], &dom[i]);
-    }
+    locate_spread(rep, msg, &fp, &pair, dom);
     if (msg->sender != 0)
         rep_prefetch_entry(&sender);
     if (msg->ip != 0)
@@ -664,18 +674,8 @@ void rep_prefetch(const struct rep *rep, uint64_t sender)
 
 void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg)
 {
-    struct rep_slot s; /* rep_locate() starts the fetch of the tag line */
-    unsigned n_dom = msg->n_domains < REP_MAX_DOMAINS ? msg->n_domains : REP_MAX_DOMAINS;
-
-    if (msg->fingerprint != 0) {
-        rep_locate(rep, REP_KIND_FINGERPRINT, msg->fingerprint, &s);
-        if (msg->sender != 0)
-            rep_locate(rep, REP_KIND_PAIR, sw_hash_combine(msg->sender, msg->fingerprint), &s);
-    }
-    for (unsigned i = 0; i < n_dom; i++) {
-        if (msg->domains[i] != 0)
-            rep_locate(rep, REP_KIND_DOMAIN, msg->domains[i], &s);
-    }
+    struct rep_slot fp, pair, dom[REP_MAX_DOMAINS]; /* rep_locate() starts the fetches */
+    locate_spread(rep, msg, &fp, &pair, dom);
 }
 
 /* Adds weight to the spam history of (kind, raw). */

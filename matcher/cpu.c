@@ -12,7 +12,7 @@ static bool cpu_has_avx2(void)
 {
 #if defined(SW_HAVE_AVX2_PATHS)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
+    return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("popcnt") != 0;
 #else
     return false;
 #endif

@@ -29,6 +29,8 @@
 #define MATCHER_MAX_HITS 64
 #define MATCHER_FIELD_CACHE_CEIL (1u << 20)
 /* Rule ids one cached field result holds; a field with more hits is simply not cached. */
+/* Bytes of the body matcher_classify() starts fetching on entry (see there). */
+#define MATCHER_BODY_PREFETCH 512
 #define FCACHE_IDS 5
 
 /* Results of scanning a short field (sender, domain, URL): which rules of that field's target
@@ -374,8 +376,14 @@ static uint64_t fcache_key(const struct matcher_ctx *ctx, const struct matcher *
 
 /* The cache slots are random memory (2 MiB by default, the size of a core's L2 here): fetch the
  * slot of a key as soon as the key is known, so the miss overlaps other work (the body scan
- * for the sender fields, the fingerprint and the other links for links). */
-static inline void fcache_prefetch(const struct matcher_ctx *ctx, uint64_t key)
+ * for the sender fields, the fingerprint and the other links for links).
+ *
+ * always_inline, and it must stay so: GCC finds a function whose only effect is a prefetch
+ * "pure" (a prefetch changes nothing it models) and deletes every call to it, result unused.
+ * Inlined before that analysis runs, the prefetch stays (docs/performance.md, "Prefetches the
+ * compiler deleted"). */
+__attribute__((always_inline)) static inline void fcache_prefetch(const struct matcher_ctx *ctx,
+                                                                  uint64_t key)
 {
     if (key != 0)
         __builtin_prefetch(&ctx->fcache[(key & ctx->fcache_set_mask) * FCACHE_WAYS], 1, 3);
@@ -695,6 +703,18 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     out->fingerprint = 0;
     out->n_urls = 0;
     out->quarantine_started = false;
+
+    /* The body is read first by text_normalize(), after the sender's keys and prefetches
+     * below: start fetching its first lines now, so that those misses overlap that work
+     * instead of following it (the hardware prefetcher picks up the rest of a long body once
+     * the copy streams through it). A no-op for a body the parser just read. */
+    if (msg->body != NULL && msg->body_len > 0) {
+        size_t ahead =
+            msg->body_len < MATCHER_BODY_PREFETCH ? msg->body_len : MATCHER_BODY_PREFETCH;
+        for (size_t off = 0; off < ahead; off += 64)
+            __builtin_prefetch(msg->body + off, 0, 3);
+        __builtin_prefetch(msg->body + ahead - 1, 0, 3); /* a body that straddles a line */
+    }
 
     if (ctx_prepare(ctx, m, err) != SW_OK)
         return SW_ERROR;

@@ -274,9 +274,12 @@ struct rep_slot {
     struct rep_bucket *b;
 };
 
-/* Locates the bucket of (kind, raw) and starts fetching its tag line. raw must be non-zero. */
-static inline void rep_locate(const struct rep *rep, enum rep_kind kind, uint64_t raw,
-                              struct rep_slot *s)
+/* Locates the bucket of (kind, raw) and starts fetching its tag line. raw must be non-zero.
+ * The helpers that prefetch are always_inline: GCC finds a function whose only effect is a
+ * prefetch "pure" and deletes calls to it whose result is unused (matcher.c's fcache_prefetch
+ * lost its prefetches that way). */
+__attribute__((always_inline)) static inline void
+rep_locate(const struct rep *rep, enum rep_kind kind, uint64_t raw, struct rep_slot *s)
 {
     uint64_t k = sw_hash_mix(raw ^ rep_kind_salt[kind]);
     if (k == 0)
@@ -303,7 +306,7 @@ static inline void lru_touch(struct rep_bucket *b, unsigned way)
  * lock and starts fetching the entry line the probe will most likely touch, so the entry misses
  * of all keys of a message overlap too. A stale guess costs a wasted prefetch, nothing else;
  * keys and lru are written with relaxed atomic stores so that this read is not a data race. */
-static inline void rep_prefetch_entry(const struct rep_slot *s)
+__attribute__((always_inline)) static inline void rep_prefetch_entry(const struct rep_slot *s)
 {
     const struct rep_bucket *b = s->b;
     unsigned way = REP_WAYS, empty = REP_WAYS;
@@ -658,7 +661,8 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
 /* The whole bucket (tag line and the seven entry lines): which way holds the key is not known
  * until the tag line arrives, and the body scan that follows is long enough to cover all
  * eight fetches. */
-static inline void rep_prefetch_bucket(const struct rep *rep, enum rep_kind kind, uint64_t raw)
+__attribute__((always_inline)) static inline void
+rep_prefetch_bucket(const struct rep *rep, enum rep_kind kind, uint64_t raw)
 {
     struct rep_slot s;
     rep_locate(rep, kind, raw, &s);

@@ -637,9 +637,14 @@ static void normalize_chars(const char *in, size_t in_len, char *out, struct tex
  * a piece ends at the first emission boundary at or after FP_CHUNK - 1 bytes. So the result is
  * a function of the folded text alone, however the raw text spreads it out, and equals the
  * result of the byte-at-a-time definition (tests/unit/test_text.c keeps it as the reference).
- * Emissions are written to a staging buffer on the stack, nothing is allocated. */
-#define FP_CHUNK 64
-#define FP_STAGE 256
+ * Emissions are written to a staging buffer on the stack, nothing is allocated. A piece is
+ * long enough that a chat message is one piece, hashed by the four-lane sw_hash64_wide: the
+ * staging costs one compare per block, and the hash one multiply chain per 32 bytes. */
+#define FP_CHUNK 512
+#define FP_STAGE 2048
+/* Room past FP_STAGE: what one step emits before its drain (a block's 17 bytes, a scalar run's
+ * 30, a marker's 2) plus the 8-byte stores of the packing, which may write past the end. */
+#define FP_SLACK 64
 
 struct fp_state {
     uint64_t h;
@@ -647,19 +652,20 @@ struct fp_state {
     unsigned sep;   /* a separator run is pending, after something was emitted */
     unsigned any;   /* something was emitted: leading separators are dropped */
     size_t at, end; /* stage[at..end) not hashed yet */
-    char stage[FP_STAGE + 32];
+    char *stage;    /* FP_STAGE + FP_SLACK bytes, a separate object: stores into it cannot
+                     * alias the fields above, so the compiler keeps them in registers */
 };
 
 static inline uint64_t fp_block(uint64_t h, const char *buf, size_t n)
 {
-    return sw_hash_combine(h, sw_hash64(buf, n, 0x6670u));
+    return sw_hash_combine(h, sw_hash64_wide(buf, n, 0x6670u));
 }
 
 /* Hashes the pieces of the stage that are known to be complete: while the stream goes on, a
  * piece is complete once a byte follows it; at its end (final), every byte left is. A
  * separator is never the last byte of an emission, so a full piece is FP_CHUNK - 1 bytes
  * unless its last byte would be a separator; the last piece may be shorter. */
-static void fp_drain(struct fp_state *st, bool final)
+static void fp_drain_now(struct fp_state *st, bool final)
 {
     while (st->end - st->at > (final ? 0 : FP_CHUNK)) {
         size_t cut = st->end - st->at;
@@ -673,6 +679,15 @@ static void fp_drain(struct fp_state *st, bool final)
         st->end -= st->at;
         st->at = 0;
     }
+}
+
+/* fp_drain_now() when a piece is complete (or at the end), else nothing: called after every
+ * step, so the common case is one compare. After it, stage[at..end) holds at most FP_CHUNK
+ * bytes and at < FP_STAGE / 2, so one more step stays within FP_STAGE + FP_SLACK. */
+static inline void fp_drain(struct fp_state *st, bool final)
+{
+    if (final || st->end - st->at > FP_CHUNK)
+        fp_drain_now(st, final);
 }
 
 /* One emission: the pending separator, if any, then c. */
@@ -734,7 +749,7 @@ static inline void fp_classify16(const char *p, struct fp_state *st, unsigned *k
 }
 
 /* 16 bytes, emitting the kept ones one at a time. */
-static void fp_chunk16(const char *p, struct fp_state *st)
+static inline void fp_chunk16(const char *p, struct fp_state *st)
 {
     unsigned keep, sepm;
     __m128i ev;
@@ -776,8 +791,8 @@ static void fp_pack_init(void)
 /* fp_chunk16() without a loop per byte: a separator takes the place of the byte before its
  * kept byte (a non-kept byte, or, for the first byte of the block, one written first), then
  * the kept bytes and separators are packed with two byte shuffles. */
-__attribute__((target("avx2,popcnt"))) static void fp_chunk16_pack(const char *p,
-                                                                   struct fp_state *st)
+__attribute__((target("avx2,popcnt"))) static inline void fp_chunk16_pack(const char *p,
+                                                                          struct fp_state *st)
 {
     unsigned keep, sepm;
     __m128i e;
@@ -809,21 +824,18 @@ __attribute__((target("avx2,popcnt"))) static void fp_chunk16_pack(const char *p
 }
 #endif
 
-uint64_t text_fingerprint(const char *norm, size_t len, const struct text_span *spans, size_t n,
-                          size_t *folded_len)
+/* The whole fold. pack picks the block step (the AVX2 byte shuffles or a loop per kept byte)
+ * and is a constant where this is inlined, so each variant below is one function, with the
+ * state in registers and the constants of the block step loaded once. */
+__attribute__((always_inline)) static inline uint64_t fp_fold(const char *norm, size_t len,
+                                                              const struct text_span *spans,
+                                                              size_t n, size_t *folded_len,
+                                                              bool pack)
 {
-    struct fp_state st;
-    st.h = 0x5370696d77616c6cULL;
-    st.total = 0;
-    st.sep = 0;
-    st.any = 0;
-    st.at = st.end = 0;
+    char stage[FP_STAGE + FP_SLACK];
+    struct fp_state st = {.h = 0x5370696d77616c6cULL, .stage = stage};
     size_t i = 0, si = 0;
-#if defined(SW_HAVE_AVX2_PATHS)
-    bool pack = sw_cpu_avx2();
-    if (pack)
-        pthread_once(&fp_pack_once, fp_pack_init);
-#endif
+    (void)pack;
 
     while (i < len) {
         size_t stop = len;
@@ -865,4 +877,25 @@ uint64_t text_fingerprint(const char *norm, size_t len, const struct text_span *
     if (folded_len != NULL)
         *folded_len = st.total;
     return sw_hash_mix(st.h ^ st.total);
+}
+
+#if defined(SW_HAVE_AVX2_PATHS)
+__attribute__((target("avx2,popcnt"))) static uint64_t fp_fold_avx2(const char *norm, size_t len,
+                                                                    const struct text_span *spans,
+                                                                    size_t n, size_t *folded_len)
+{
+    return fp_fold(norm, len, spans, n, folded_len, true);
+}
+#endif
+
+uint64_t text_fingerprint(const char *norm, size_t len, const struct text_span *spans, size_t n,
+                          size_t *folded_len)
+{
+#if defined(SW_HAVE_AVX2_PATHS)
+    if (sw_cpu_avx2()) {
+        pthread_once(&fp_pack_once, fp_pack_init);
+        return fp_fold_avx2(norm, len, spans, n, folded_len);
+    }
+#endif
+    return fp_fold(norm, len, spans, n, folded_len, false);
 }

@@ -490,55 +490,75 @@ static void test_fingerprint_differs_and_folds(void **state)
     assert_true(fp_of("", NULL, NULL) != fp_of("ok", NULL, NULL));
 }
 
+/* The same sentence n times over into buf (NUL-terminated); returns buf. */
+static char *repeat(char *buf, size_t cap, const char *sentence, unsigned n)
+{
+    size_t len = strlen(sentence), o = 0;
+    for (unsigned i = 0; i < n && o + len < cap; i++, o += len)
+        memcpy(buf + o, sentence, len);
+    buf[o] = '\0';
+    return buf;
+}
+
 static void test_fingerprint_long_bodies(void **state)
 {
-    /* well past the 64-byte chunk; separators and digits in different places in the raw text
-     * shift where chunks fall in the input but not in the folded text */
-    const char *a = "Hello my friend, I have found the most wonderful pictures of you on this "
-                    "site, please look at them before they are deleted tomorrow morning";
-    const char *b = "hello   my friend!!! i have found the most wonderful pictures of you on "
-                    "this site 100% -- please look at them before they are deleted tomorrow "
-                    "morning...";
+    (void)state;
+    /* well past the 512-byte piece: separators and digits in different places in the raw text
+     * shift where pieces fall in the input but not in the folded text */
+    static char a[2048], b[2048], c[2048];
+    repeat(a, sizeof(a),
+           "Hello my friend, I have found the most wonderful pictures of you on this site, "
+           "please look at them before they are deleted tomorrow morning. ",
+           12);
+    repeat(b, sizeof(b),
+           "hello   my friend!!! i have found the most wonderful pictures of you on this site "
+           "100% -- please look at them before they are deleted tomorrow morning... ",
+           12);
     size_t fa = 0, fb = 0;
     assert_true(fp_of(a, NULL, &fa) == fp_of(b, NULL, &fb));
     assert_int_equal(fa, fb);
-    assert_true(fa > 64 + 32);
-    /* one letter changed near the end, in the third chunk, changes the result */
-    assert_true(fp_of("Hello my friend, I have found the most wonderful pictures of you on this "
-                      "site, please look at them before they are deleted tomorrow mornink",
-                      NULL, NULL) != fp_of(a, NULL, NULL));
+    assert_true(fa > 2 * 512 + 32);
+    /* one letter changed near the end, in the third piece, changes the result */
+    memcpy(c, a, sizeof(c));
+    char *last = strrchr(c, 'g');
+    assert_non_null(last);
+    *last = 'k';
+    assert_true(fp_of(c, NULL, NULL) != fp_of(a, NULL, NULL));
     /* a URL span in the middle of a long body */
-    const char *c = "Hello my friend, I have found the most wonderful pictures of you on "
-                    "http://x.example/p?id=1 please look at them before they are deleted";
-    const char *d = "hello my friend i have found the most wonderful pictures of you on "
-                    "hxxp://other.example/ please look at them before they are deleted";
-    assert_true(fp_of(c, "http://x.example/p?id=1", NULL) ==
-                fp_of(d, "hxxp://other.example/", NULL));
-    /* exactly 64 and 65 folded letters differ */
-    char l64[65], l65[66];
-    memset(l64, 'a', 64);
-    l64[64] = '\0';
-    memset(l65, 'a', 65);
-    l65[65] = '\0';
+    static char d[2048], e[2048];
+    repeat(d, sizeof(d), "Hello my friend, I have found the most wonderful pictures of you ", 8);
+    strcat(d, "http://x.example/p?id=1 please look at them before they are deleted");
+    repeat(e, sizeof(e), "hello my friend i have found the most wonderful pictures of you ", 8);
+    strcat(e, "hxxp://other.example/ please look at them before they are deleted");
+    assert_true(fp_of(d, "http://x.example/p?id=1", NULL) ==
+                fp_of(e, "hxxp://other.example/", NULL));
+    /* exactly one piece of letters and one letter more differ */
+    static char l512[513], l513[514];
+    memset(l512, 'a', 512);
+    l512[512] = '\0';
+    memset(l513, 'a', 513);
+    l513[513] = '\0';
     size_t f = 0;
-    uint64_t h64 = fp_of(l64, NULL, &f);
-    assert_int_equal(f, 64);
-    assert_true(h64 != fp_of(l65, NULL, &f));
-    assert_int_equal(f, 65);
+    uint64_t h512 = fp_of(l512, NULL, &f);
+    assert_int_equal(f, 512);
+    assert_true(h512 != fp_of(l513, NULL, &f));
+    assert_int_equal(f, 513);
 }
 
 /* text_fingerprint() as first written, one byte at a time: the vectorised version must give
  * the same value and folded length for every input. */
+#define FP_REF_PIECE 512 /* text.c's FP_CHUNK */
+
 static uint64_t fp_block_ref(uint64_t h, const char *buf, size_t n)
 {
-    return sw_hash_combine(h, sw_hash64(buf, n, 0x6670u));
+    return sw_hash_combine(h, sw_hash64_wide(buf, n, 0x6670u));
 }
 
 static uint64_t fingerprint_reference(const char *norm, size_t len, const struct text_span *spans,
                                       size_t n, size_t *folded_len)
 {
     uint64_t h = 0x5370696d77616c6cULL;
-    char buf[64];
+    char buf[FP_REF_PIECE];
     size_t bn = 0, total = 0, i = 0, si = 0;
     unsigned sep = 0, any = 0;
     while (i < len) {
@@ -549,7 +569,7 @@ static uint64_t fingerprint_reference(const char *norm, size_t len, const struct
             unsigned c = (unsigned char)norm[i];
             unsigned lc = c | 0x20;
             if (lc - 'a' < 26u || c >= 0x80) {
-                if (bn >= 63) {
+                if (bn >= FP_REF_PIECE - 1) {
                     h = fp_block_ref(h, buf, bn);
                     bn = 0;
                 }
@@ -565,7 +585,7 @@ static uint64_t fingerprint_reference(const char *norm, size_t len, const struct
         }
         if (i >= len)
             break;
-        if (bn >= 63) {
+        if (bn >= FP_REF_PIECE - 1) {
             h = fp_block_ref(h, buf, bn);
             bn = 0;
         }
@@ -591,7 +611,7 @@ static void test_fingerprint_matches_reference(void **state)
      * every chunk boundary meets every kind of byte */
     static const char alphabet[] = "aZeQx  ...!?,-'0123456789\n\xc3\xa9\xd0\xbf";
     uint64_t rnd = 0x2545f4914f6cdd1dULL;
-    char text[320];
+    char text[1600]; /* three pieces and more */
     for (unsigned round = 0; round < 20000; round++) {
         rnd = rnd * 6364136223846793005ULL + 1442695040888963407ULL;
         size_t len = (size_t)(rnd >> 33) % sizeof(text);

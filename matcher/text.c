@@ -535,6 +535,39 @@ void text_normalize(const char *in, size_t in_len, char *out, struct text_norm *
     res->len = fold_space_runs(out, res->len, fold_start(out, res->len));
 }
 
+#if defined(__SSE2__)
+/* The run of plain bytes (ASCII other than '&') at in[i..len), sixteen at a time while sixteen
+ * remain: copied to out[o..], and *word_start moved past its last byte that is not a letter or
+ * digit, as the byte-at-a-time loop of normalize_chars() would. Returns the run's length (0 if
+ * in[i] is not plain or fewer than sixteen bytes remain; the caller goes on byte by byte). A
+ * text with one emoji or accent is mostly such runs: without this, all of it went byte by
+ * byte. Stores whole blocks: o <= i, so out[o..o + 16) lies within the room for in_len. */
+static inline size_t plain_run16(const char *in, size_t i, size_t len, char *out, size_t o,
+                                 size_t *word_start)
+{
+    size_t start = i;
+    while (i + 16 <= len) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+        unsigned special =
+            (unsigned)_mm_movemask_epi8(_mm_or_si128(v, _mm_cmpeq_epi8(v, _mm_set1_epi8('&'))));
+        unsigned n = special != 0 ? (unsigned)__builtin_ctz(special) : 16;
+        _mm_storeu_si128((__m128i *)(void *)(out + o + (i - start)), v);
+        __m128i la = _mm_sub_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+        __m128i dg = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+        unsigned alnum = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(la, _mm_set1_epi8(25)), la),
+                         _mm_cmpeq_epi8(_mm_min_epu8(dg, _mm_set1_epi8(9)), dg)));
+        unsigned sep = ~alnum & ((1u << n) - 1u); /* n <= 16: no overflow */
+        if (sep != 0)
+            *word_start = i + (31u - (unsigned)__builtin_clz(sep)) + 1;
+        i += n;
+        if (n < 16)
+            break;
+    }
+    return i - start;
+}
+#endif
+
 /* The slow path of text_normalize(): decodes, removes and folds character by character. */
 static void normalize_chars(const char *in, size_t in_len, char *out, struct text_norm *res)
 {
@@ -545,6 +578,14 @@ static void normalize_chars(const char *in, size_t in_len, char *out, struct tex
     bool word_fold = false;
     while (i < in_len) {
         unsigned char c = (unsigned char)in[i];
+#if defined(__SSE2__)
+        size_t run = plain_run16(in, i, in_len, out, o, &word_start);
+        if (run > 0) {
+            i += run;
+            o += run;
+            continue;
+        }
+#endif
         if (c < 0x80 && c != '&') {
             if (!(((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9')))
                 word_start = i + 1;

@@ -289,6 +289,34 @@ static void test_plain_cyrillic_and_greek_unchanged(void **state)
     check_same("\xd1\x80\xd0\xb0\xd0\xb7 2 \xd1\x80\xd0\xb0\xd0\xb7""2", 0);
 }
 
+/* Long plain runs before, between and after the look-alikes: the slow path copies them a block
+ * at a time and must still say where each word begins. */
+static void test_lookalikes_after_long_plain_runs(void **state)
+{
+    /* Each text goes on for 16+ bytes after its last look-alike, so that the runs before them
+     * are copied as whole blocks, not by the byte loop that handles a text's last bytes. */
+    /* a Russian word after Latin words is its own word: not folded */
+    check_same("hello there my good friend \xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 "
+               "how are you doing today",
+               0);
+    check_same("hello-there_my.good,friend!!\xd1\x80\xd0\xb0\xd0\xb7 how are you doing today", 0);
+    /* the word boundary is the last byte of a block */
+    check_same("0123456789abcde \xd1\x80\xd0\xb0\xd0\xb7 ok, how are you doing today", 0);
+    /* a mixed word that starts inside a plain run is folded */
+    check_norm("please log in to your account at p\xd0\xb0ypal right now before it is too late",
+               "please log in to your account at paypal right now before it is too late",
+               TEXT_F_CONFUSABLE);
+    check_norm("supercalifragilisticexpialidocious\xd0\xb0 and the rest of the text",
+               "supercalifragilisticexpialidociousa and the rest of the text", TEXT_F_CONFUSABLE);
+    /* after an accent, a long plain run, a Russian word (kept), more plain text and a mixed
+     * word (folded) */
+    check_norm("caf\xc3\xa9 and then a long plain run \xd1\x80\xd0\xb0\xd0\xb7 and more plain "
+               "text p\xd0\xb0ypal and the rest of the text",
+               "caf\xc3\xa9 and then a long plain run \xd1\x80\xd0\xb0\xd0\xb7 and more plain "
+               "text paypal and the rest of the text",
+               TEXT_F_CONFUSABLE);
+}
+
 static void test_invalid_utf8_copied(void **state)
 {
     static const struct {
@@ -683,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_math_alphanumerics),
         cmocka_unit_test(test_lookalikes_in_mixed_words),
         cmocka_unit_test(test_plain_cyrillic_and_greek_unchanged),
+        cmocka_unit_test(test_lookalikes_after_long_plain_runs),
         cmocka_unit_test(test_invalid_utf8_copied),
         cmocka_unit_test(test_output_never_longer),
         cmocka_unit_test(test_avx2_matches_baseline),

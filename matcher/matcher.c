@@ -14,6 +14,9 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "matcher/hash.h"
 #include "matcher/text.h"
@@ -433,12 +436,36 @@ static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rul
 }
 
 /* Copies an address lower-cased (ASCII) into dst, bounded; returns its length. */
+#if defined(__SSE2__)
+/* addr_fold() of the 16 bytes at src[off..off + 16). */
+static inline void addr_fold16(char *dst, const char *src, size_t off)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(src + off));
+    __m128i a = _mm_sub_epi8(v, _mm_set1_epi8('A'));
+    __m128i upper = _mm_cmpeq_epi8(_mm_min_epu8(a, _mm_set1_epi8(25)), a);
+    v = _mm_or_si128(v, _mm_and_si128(upper, _mm_set1_epi8(0x20)));
+    _mm_storeu_si128((__m128i *)(void *)(dst + off), v);
+}
+#endif
+
 static size_t addr_fold(char *dst, const char *src, size_t len)
 {
     if (src == NULL)
         return 0;
     if (len > MATCHER_ADDR_MAX)
         len = MATCHER_ADDR_MAX;
+#if defined(__SSE2__)
+    /* every message folds its sender: sixteen bytes at a time, the last block ending with the
+     * address (overlapping bytes already folded, which folding again leaves alone) */
+    if (len >= 16) {
+        size_t i = 0;
+        for (; i + 16 <= len; i += 16)
+            addr_fold16(dst, src, i);
+        if (i < len)
+            addr_fold16(dst, src, len - 16);
+        return len;
+    }
+#endif
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)src[i];
         dst[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);

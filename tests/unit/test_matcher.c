@@ -225,6 +225,20 @@ static void test_url_and_domain_lists(void **state)
     r = find_reason(&v, "LIST_SENDER_ALLOW");
     assert_non_null(r);
     assert_int_equal(v.action, VERDICT_PASS);
+    /* addresses of 16 bytes and more are folded a block at a time: exactly one block, two
+     * blocks, and a last block that overlaps the one before it */
+    const char *long_bots[] = {"BOT1234567@ab.co", "BOT12345678901234567890123@ab.co",
+                               "BOT12345678901234567@Ab.Example"};
+    for (size_t i = 0; i < sizeof(long_bots) / sizeof(long_bots[0]); i++) {
+        v = classify(f, long_bots[i], "b@x.example", "hi", 1000, 0, false);
+        if (find_reason(&v, "T_SENDER") == NULL)
+            fail_msg("%s: no T_SENDER", long_bots[i]);
+    }
+    v = classify(f, "Someone.With.A.Long.Name@EVIL.Example", "b@x.example", "hello there", 1000, 0,
+                 false);
+    r = find_reason(&v, "LIST_DOMAIN_BLOCK");
+    assert_non_null(r);
+    assert_string_equal(r->detail, "evil.example");
 }
 
 static void test_content_signals(void **state)

@@ -680,6 +680,8 @@ void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg)
 {
     struct rep_slot fp, pair, dom[REP_MAX_DOMAINS]; /* rep_locate() starts the fetches */
     locate_spread(rep, msg, &fp, &pair, dom);
+    if (msg->ip != 0)
+        rep_prefetch_bucket(rep, REP_KIND_IP, msg->ip);
 }
 
 /* Adds weight to the spam history of (kind, raw). */

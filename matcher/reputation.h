@@ -82,8 +82,9 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
 void rep_prefetch(const struct rep *rep, uint64_t sender);
 
 /* A hint like rep_prefetch: starts fetching the tag lines of the fingerprint, pair and domain
- * buckets of msg (borrowed), for a caller that knows those keys some work before it calls
- * rep_observe(). */
+ * buckets of msg (borrowed), and the whole bucket of its source address if it has one, for a
+ * caller that knows those keys some work before it calls rep_observe() with all of them (the
+ * matcher: messages with links, which always look up their source address). */
 void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg);
 
 /* Feedback after a verdict of tag or drop: adds weight to the spam history of the sender, the

@@ -672,26 +672,23 @@ static void normalize_chars(const char *in, size_t in_len, char *out, struct tex
 
 /* --- fingerprint ----------------------------------------------------------------------- */
 
-/* The folded text is a stream of emissions: each kept byte (an ASCII letter, lower-cased, or a
- * byte >= 0x80), or a URL's marker '\x01', preceded by one ' ' when separators stood between it
- * and the emission before it. The stream is hashed in pieces of FP_CHUNK bytes or one less:
- * a piece ends at the first emission boundary at or after FP_CHUNK - 1 bytes. So the result is
- * a function of the folded text alone, however the raw text spreads it out, and equals the
- * result of the byte-at-a-time definition (tests/unit/test_text.c keeps it as the reference).
- * Emissions are written to a staging buffer on the stack, nothing is allocated. A piece is
- * long enough that a chat message is one piece, hashed by the four-lane sw_hash64_wide: the
- * staging costs one compare per block, and the hash one multiply chain per 32 bytes. */
+/* The folded text: each kept byte (an ASCII letter, lower-cased, or a byte >= 0x80) in order,
+ * and one marker '\x01' per URL span; everything else (digits, blanks, punctuation) is dropped.
+ * Hashed in pieces of FP_CHUNK bytes (the last one shorter), so the result is a function of the
+ * folded text alone, however the raw text spreads it out, and equals the result of the
+ * byte-at-a-time definition (tests/unit/test_text.c keeps it as the reference). The folded text
+ * is written to a staging buffer on the stack, nothing is allocated. A piece is long enough
+ * that a chat message is one piece, hashed by the four-lane sw_hash64_wide: the staging costs
+ * one compare per block, and the hash one multiply chain per 32 bytes. */
 #define FP_CHUNK 512
 #define FP_STAGE 2048
-/* Room past FP_STAGE: what one step emits before its drain (a block's 17 bytes, a scalar run's
- * 30, a marker's 2) plus the 8-byte stores of the packing, which may write past the end. */
+/* Room past FP_STAGE: what one step writes before its drain (a block's 16 bytes, a scalar
+ * run's 15, a marker) plus the 8-byte stores of the packing, which may write past the end. */
 #define FP_SLACK 64
 
 struct fp_state {
     uint64_t h;
-    size_t total;   /* folded letters, separators and markers excluded */
-    unsigned sep;   /* a separator run is pending, after something was emitted */
-    unsigned any;   /* something was emitted: leading separators are dropped */
+    size_t total;   /* folded letters, markers excluded */
     size_t at, end; /* stage[at..end) not hashed yet */
     char *stage;    /* FP_STAGE + FP_SLACK bytes, a separate object: stores into it cannot
                      * alias the fields above, so the compiler keeps them in registers */
@@ -702,18 +699,16 @@ static inline uint64_t fp_block(uint64_t h, const char *buf, size_t n)
     return sw_hash_combine(h, sw_hash64_wide(buf, n, 0x6670u));
 }
 
-/* Hashes the pieces of the stage that are known to be complete: while the stream goes on, a
- * piece is complete once a byte follows it; at its end (final), every byte left is. A
- * separator is never the last byte of an emission, so a full piece is FP_CHUNK - 1 bytes
- * unless its last byte would be a separator; the last piece may be shorter. */
+/* Hashes the whole pieces of the stage, and at the end (final) what is left. */
 static void fp_drain_now(struct fp_state *st, bool final)
 {
-    while (st->end - st->at > (final ? 0 : FP_CHUNK)) {
-        size_t cut = st->end - st->at;
-        if (cut >= FP_CHUNK)
-            cut = st->stage[st->at + FP_CHUNK - 2] == ' ' ? FP_CHUNK : FP_CHUNK - 1;
-        st->h = fp_block(st->h, st->stage + st->at, cut);
-        st->at += cut;
+    while (st->end - st->at >= FP_CHUNK) {
+        st->h = fp_block(st->h, st->stage + st->at, FP_CHUNK);
+        st->at += FP_CHUNK;
+    }
+    if (final && st->end > st->at) {
+        st->h = fp_block(st->h, st->stage + st->at, st->end - st->at);
+        st->at = st->end;
     }
     if (st->at >= FP_STAGE / 2) {
         memmove(st->stage, st->stage + st->at, st->end - st->at);
@@ -722,89 +717,49 @@ static void fp_drain_now(struct fp_state *st, bool final)
     }
 }
 
-/* fp_drain_now() when a piece is complete (or at the end), else nothing: called after every
- * step, so the common case is one compare. After it, stage[at..end) holds at most FP_CHUNK
- * bytes and at < FP_STAGE / 2, so one more step stays within FP_STAGE + FP_SLACK. */
+/* fp_drain_now() when a piece is whole (or at the end), else nothing: called after every step,
+ * so the common case is one compare. After it, stage[at..end) holds less than FP_CHUNK bytes
+ * and at < FP_STAGE / 2, so one more step stays within FP_STAGE + FP_SLACK. */
 static inline void fp_drain(struct fp_state *st, bool final)
 {
-    if (final || st->end - st->at > FP_CHUNK)
+    if (final || st->end - st->at >= FP_CHUNK)
         fp_drain_now(st, final);
 }
 
-/* One emission: the pending separator, if any, then c. */
-static inline void fp_emit(struct fp_state *st, char c)
-{
-    st->stage[st->end] = ' ';
-    st->end += st->sep;
-    st->stage[st->end++] = c;
-    st->sep = 0;
-    st->any = 1;
-}
-
 #if defined(__SSE2__)
-/* Classifies 16 bytes p[0..16) as text_fingerprint() reads them, same output as a byte at a
- * time: chat mixes letters, blanks, punctuation and digits too irregularly for a branch
- * predictor (~470 ns per 200-byte body byte by byte, mostly mispredictions). Kept bytes K
- * (*keep: ASCII letters and bytes >= 0x80; *e: the bytes to emit, lower-cased), digits and
- * other bytes O; a kept byte gets a separator before it (*sepm) when an O lies between it and
- * the kept byte before it (digits do not count and do not split): a prefix OR of O along the
- * runs of non-kept bytes, carried into the block by st->sep. The kept bytes are counted
- * (st->total, st->any) here, for both ways of emitting them. */
-static inline void fp_classify16(const char *p, struct fp_state *st, unsigned *keep_out,
-                                 unsigned *sepm_out, __m128i *e)
+/* Classifies 16 bytes p[0..16) as text_fingerprint() reads them: *keep gets the kept bytes
+ * (ASCII letters and bytes >= 0x80) as a bit mask, *e the bytes to write (letters lower-cased,
+ * bytes >= 0x80 as they are). Chat mixes letters, blanks, punctuation and digits too
+ * irregularly for a branch predictor to do this a byte at a time. The kept bytes are counted
+ * (st->total) here, for both ways of writing them. */
+static inline void fp_classify16(const char *p, struct fp_state *st, unsigned *keep_out, __m128i *e)
 {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
     __m128i lc = _mm_or_si128(v, _mm_set1_epi8(0x20));
     __m128i la = _mm_sub_epi8(lc, _mm_set1_epi8('a'));
-    __m128i dg = _mm_sub_epi8(v, _mm_set1_epi8('0'));
     /* unsigned x <= max  <=>  min(x, max) == x */
     unsigned letter =
         (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(la, _mm_set1_epi8(25)), la));
-    unsigned digit =
-        (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(dg, _mm_set1_epi8(9)), dg));
-    unsigned high = (unsigned)_mm_movemask_epi8(v);
-    unsigned keep = letter | high;
-    unsigned gap = ~keep & 0xffffu;
-    unsigned other = gap & ~digit;
-    if (!st->any) /* separators before the first thing emitted are dropped */
-        other &= keep != 0 ? ~((keep & -keep) - 1) : 0;
-    /* x: bit i set when an O lies in the run of non-kept bytes that ends at i */
-    unsigned x = other | (st->sep & gap & 1u), g = gap;
-    x |= (x << 1) & g;
-    g &= g << 1;
-    x |= (x << 2) & g;
-    g &= g << 2;
-    x |= (x << 4) & g;
-    g &= g << 4;
-    x |= (x << 8) & g;
-    /* only the first of a run of kept bytes can have one: after a kept byte no O is pending */
-    *sepm_out = ((x << 1) | st->sep) & keep;
-    st->sep = (keep >> 15) & 1 ? 0 : (x >> 15) & 1;
+    unsigned keep = letter | (unsigned)_mm_movemask_epi8(v);
     *keep_out = keep;
-    if (keep != 0) {
-        st->any = 1;
-        st->total += (size_t)__builtin_popcount(keep);
-    }
+    st->total += (size_t)__builtin_popcount(keep);
     __m128i isk = _mm_cmplt_epi8(v, _mm_setzero_si128()); /* bytes >= 0x80 keep their value */
     *e = _mm_or_si128(_mm_and_si128(isk, v), _mm_andnot_si128(isk, lc));
 }
 
-/* 16 bytes, emitting the kept ones one at a time. */
+/* 16 bytes, writing the kept ones one at a time. */
 static inline void fp_chunk16(const char *p, struct fp_state *st)
 {
-    unsigned keep, sepm;
+    unsigned keep;
     __m128i ev;
-    fp_classify16(p, st, &keep, &sepm, &ev);
+    fp_classify16(p, st, &keep, &ev);
     if (keep == 0)
         return;
     char e[16];
     _mm_storeu_si128((__m128i *)(void *)e, ev);
     size_t n = st->end;
     while (keep != 0) {
-        unsigned j = (unsigned)__builtin_ctz(keep);
-        st->stage[n] = ' ';
-        n += (sepm >> j) & 1;
-        st->stage[n++] = e[j];
+        st->stage[n++] = e[__builtin_ctz(keep)];
         keep &= keep - 1;
     }
     st->end = n;
@@ -829,29 +784,17 @@ static void fp_pack_init(void)
     }
 }
 
-/* fp_chunk16() without a loop per byte: a separator takes the place of the byte before its
- * kept byte (a non-kept byte, or, for the first byte of the block, one written first), then
- * the kept bytes and separators are packed with two byte shuffles. */
+/* fp_chunk16() without a loop per byte: the kept bytes of each half are packed to its front
+ * with one byte shuffle. */
 __attribute__((target("avx2,popcnt"))) static inline void fp_chunk16_pack(const char *p,
                                                                           struct fp_state *st)
 {
-    unsigned keep, sepm;
+    unsigned keep;
     __m128i e;
-    fp_classify16(p, st, &keep, &sepm, &e);
+    fp_classify16(p, st, &keep, &e);
     if (keep == 0)
         return;
-    if (sepm & 1)
-        st->stage[st->end++] = ' ';
-    unsigned seps = sepm >> 1; /* bytes that become separators */
-    /* the 16-bit mask seps as 16 byte lanes of 0x00 / 0xff */
-    const __m128i bits =
-        _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 1, 2, 4, 8, 16, 32, 64, (char)128);
-    __m128i m = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)seps),
-                                 _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
-    m = _mm_cmpeq_epi8(_mm_and_si128(m, bits), bits);
-    e = _mm_or_si128(_mm_andnot_si128(m, e), _mm_and_si128(m, _mm_set1_epi8(' ')));
-    unsigned out = keep | seps;
-    unsigned lo = out & 0xff, hi = out >> 8;
+    unsigned lo = keep & 0xff, hi = keep >> 8;
     uint64_t cl, ch;
     memcpy(&cl, fp_pack[lo], 8);
     memcpy(&ch, fp_pack[hi], 8);
@@ -897,17 +840,15 @@ __attribute__((always_inline)) static inline uint64_t fp_fold(const char *norm, 
             unsigned c = (unsigned char)norm[i];
             unsigned lc = c | 0x20;
             if (lc - 'a' < 26u || c >= 0x80) {
-                fp_emit(&st, (char)(c >= 0x80 ? c : lc));
+                st.stage[st.end++] = (char)(c >= 0x80 ? c : lc);
                 st.total++;
                 fp_drain(&st, false);
-            } else if (c - '0' >= 10u) {
-                st.sep = st.any; /* digits vanish without splitting a word */
             }
         }
         if (i >= len)
             break;
         /* one marker per URL, whatever the URL said */
-        fp_emit(&st, '\x01');
+        st.stage[st.end++] = '\x01';
         fp_drain(&st, false);
         /* never step backwards, even on spans that break the contract */
         size_t end = (size_t)spans[si].off + spans[si].len;

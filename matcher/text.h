@@ -49,12 +49,13 @@ struct text_span {
 };
 
 /* Fingerprint of a normalised body for campaign and fan-out detection: a 64-bit hash of the
- * text with each URL span replaced by one marker, ASCII letters lower-cased, digits removed and
- * runs of whitespace and punctuation folded to one space (leading/trailing dropped). So
- * "Look at my pics http://a.example/1.zip" and "look at my pics!!  http://b.example/22.zip"
- * have the same fingerprint. spans must be sorted by off and must not overlap; n may be 0.
- * *folded_len (if not NULL) receives the length of the folded text (without URL markers), which
- * lets callers ignore fingerprints of trivially short messages ("ok", "lol"). */
+ * text with each URL span replaced by one marker, ASCII letters lower-cased, bytes >= 0x80 kept
+ * and everything else (digits, whitespace, punctuation) removed. So
+ * "Look at my pics http://a.example/1.zip", "look at my pics!!  http://b.example/22.zip" and
+ * "l o o k at my p-i-c-s hxxp://c.example/" have the same fingerprint. spans must be sorted by off
+ * and must not overlap; n may be 0. *folded_len (if not NULL) receives the length of the folded
+ * text (without URL markers), which lets callers ignore fingerprints of trivially short messages
+ * ("ok", "lol"). */
 uint64_t text_fingerprint(const char *norm, size_t len, const struct text_span *spans, size_t n,
                           size_t *folded_len);
 

@@ -493,9 +493,11 @@ static void test_fingerprint_differs_and_folds(void **state)
     uint64_t base = fp_of("free pics here", NULL, NULL);
     assert_true(fp_of("free pix here", NULL, NULL) != base);
     assert_true(fp_of("free pics her", NULL, NULL) != base);
-    assert_true(fp_of("freepics here", NULL, NULL) != base); /* word boundaries matter */
-    assert_true(fp_of("here free pics", NULL, NULL) != base);
-    /* case, digits, runs of separators, leading and trailing separators are ignored */
+    assert_true(fp_of("here free pics", NULL, NULL) != base); /* word order matters */
+    /* case, digits, blanks and punctuation are ignored, word boundaries included: spacing is
+     * what a campaign varies first ("f r e e  p i c s") */
+    assert_true(fp_of("freepics here", NULL, NULL) == base);
+    assert_true(fp_of("f r e e p-i-c-s h.e.r.e", NULL, NULL) == base);
     assert_true(fp_of("FREE pics HERE", NULL, NULL) == base);
     assert_true(fp_of("fr33eee pics here 2024", NULL, NULL) != base); /* one more e */
     assert_true(fp_of("fr3ee pi4cs here 2024", NULL, NULL) == base);
@@ -588,7 +590,6 @@ static uint64_t fingerprint_reference(const char *norm, size_t len, const struct
     uint64_t h = 0x5370696d77616c6cULL;
     char buf[FP_REF_PIECE];
     size_t bn = 0, total = 0, i = 0, si = 0;
-    unsigned sep = 0, any = 0;
     while (i < len) {
         size_t stop = len;
         if (si < n && spans[si].off < stop)
@@ -597,31 +598,21 @@ static uint64_t fingerprint_reference(const char *norm, size_t len, const struct
             unsigned c = (unsigned char)norm[i];
             unsigned lc = c | 0x20;
             if (lc - 'a' < 26u || c >= 0x80) {
-                if (bn >= FP_REF_PIECE - 1) {
+                if (bn == FP_REF_PIECE) {
                     h = fp_block_ref(h, buf, bn);
                     bn = 0;
                 }
-                buf[bn] = ' ';
-                bn += sep;
                 buf[bn++] = (char)(c >= 0x80 ? c : lc);
-                sep = 0;
-                any = 1;
                 total++;
-            } else if (c - '0' >= 10u) {
-                sep = any;
             }
         }
         if (i >= len)
             break;
-        if (bn >= FP_REF_PIECE - 1) {
+        if (bn == FP_REF_PIECE) {
             h = fp_block_ref(h, buf, bn);
             bn = 0;
         }
-        buf[bn] = ' ';
-        bn += sep;
         buf[bn++] = '\x01';
-        sep = 0;
-        any = 1;
         size_t end = (size_t)spans[si].off + spans[si].len;
         i = end > i ? end : i;
         si++;

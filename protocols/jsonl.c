@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocols/ascii.h"
 #include "protocols/utf8.h"
 
 struct jsonl_parser {
@@ -69,17 +70,6 @@ static size_t utf8_seq_len(const unsigned char *in, size_t avail)
     return n > 0 ? (size_t)n : 0;
 }
 
-static int hex_val(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads the 4 hex digits after "\u" at pos (pos points at the backslash). Returns the code
  * unit or -1 (error already set). */
 static long jp_read_u4(struct jsonl_parser *jp, size_t at)
@@ -87,7 +77,7 @@ static long jp_read_u4(struct jsonl_parser *jp, size_t at)
     long v = 0;
     for (size_t i = 0; i < 4; i++) {
         size_t k = at + 2 + i;
-        int h = k < jp->len ? hex_val(jp->in[k]) : -1;
+        int h = k < jp->len ? sw_hex_val(jp->in[k]) : -1;
         if (h < 0) {
             jp_fail(jp, k < jp->len ? k : jp->len, "\\u must be followed by 4 hex digits");
             return -1;

@@ -13,29 +13,13 @@
 
 #include <string.h>
 
+#include "protocols/ascii.h"
 #include "protocols/msnp/msnp_b64.h"
 
 void msnp_mime_limits_default(struct msnp_mime_limits *lim)
 {
     lim->headers_max = MSNP_MIME_HEADERS_MAX_DEFAULT;
     lim->header_len_max = MSNP_MIME_HEADER_LEN_MAX_DEFAULT;
-}
-
-static int lower(int c)
-{
-    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
-
-static bool eq_ci(const uint8_t *s, size_t n, const char *lit)
-{
-    size_t k = strlen(lit);
-    if (n != k)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (lower(s[i]) != lower((unsigned char)lit[i]))
-            return false;
-    }
-    return true;
 }
 
 /* Case-insensitive search of needle in hay[0..n). Returns the offset or n if absent. */
@@ -45,7 +29,7 @@ static size_t find_ci(const uint8_t *hay, size_t n, const char *needle)
     if (k == 0 || k > n)
         return n;
     for (size_t i = 0; i + k <= n; i++) {
-        if (eq_ci(hay + i, k, needle))
+        if (sw_ascii_eq_ci(hay + i, k, needle))
             return i;
     }
     return n;
@@ -93,7 +77,7 @@ static int fail(struct msnp_mime *m, const char *why, size_t pos)
 const struct msnp_mime_header *msnp_mime_header(const struct msnp_mime *m, const char *name)
 {
     for (size_t i = 0; i < m->nheaders; i++) {
-        if (eq_ci(m->headers[i].name, m->headers[i].name_len, name))
+        if (sw_ascii_eq_ci(m->headers[i].name, m->headers[i].name_len, name))
             return &m->headers[i];
     }
     return NULL;
@@ -162,7 +146,7 @@ static void content_type(struct msnp_mime *m, const uint8_t *v, size_t n)
     m->media_type_len = tn;
     m->kind = MSNP_MIME_OTHER;
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-        if (eq_ci(t, tn, kinds[k].type)) {
+        if (sw_ascii_eq_ci(t, tn, kinds[k].type)) {
             m->kind = kinds[k].kind;
             break;
         }
@@ -185,13 +169,13 @@ static void content_type(struct msnp_mime *m, const uint8_t *v, size_t n)
             val++;
             val_len -= 2;
         }
-        if (eq_ci(name, name_len, "charset") && m->charset == NULL) {
+        if (sw_ascii_eq_ci(name, name_len, "charset") && m->charset == NULL) {
             m->charset = val;
             m->charset_len = val_len;
         }
     }
-    m->utf8 = m->charset == NULL || eq_ci(m->charset, m->charset_len, "utf-8") ||
-              eq_ci(m->charset, m->charset_len, "utf8");
+    m->utf8 = m->charset == NULL || sw_ascii_eq_ci(m->charset, m->charset_len, "utf-8") ||
+              sw_ascii_eq_ci(m->charset, m->charset_len, "utf8");
 }
 
 static void parse_invite(struct msnp_mime *m)
@@ -199,19 +183,21 @@ static void parse_invite(struct msnp_mime *m)
     const uint8_t *name, *val;
     size_t name_len, val_len, pos = 0;
     while (next_field(m->body, m->body_len, &pos, &name, &name_len, &val, &val_len)) {
-        if (eq_ci(name, name_len, "Invitation-Command") && m->invitation_command == NULL) {
+        if (sw_ascii_eq_ci(name, name_len, "Invitation-Command") && m->invitation_command == NULL) {
             m->invitation_command = val;
             m->invitation_command_len = val_len;
-        } else if (eq_ci(name, name_len, "Application-Name") && m->application_name == NULL) {
+        } else if (sw_ascii_eq_ci(name, name_len, "Application-Name") &&
+                   m->application_name == NULL) {
             m->application_name = val;
             m->application_name_len = val_len;
-        } else if (eq_ci(name, name_len, "Application-GUID") && m->application_guid == NULL) {
+        } else if (sw_ascii_eq_ci(name, name_len, "Application-GUID") &&
+                   m->application_guid == NULL) {
             m->application_guid = val;
             m->application_guid_len = val_len;
-        } else if (eq_ci(name, name_len, "Application-File") && m->file_name == NULL) {
+        } else if (sw_ascii_eq_ci(name, name_len, "Application-File") && m->file_name == NULL) {
             m->file_name = val;
             m->file_name_len = val_len;
-        } else if (eq_ci(name, name_len, "Application-FileSize") && !m->has_file_size) {
+        } else if (sw_ascii_eq_ci(name, name_len, "Application-FileSize") && !m->has_file_size) {
             m->has_file_size = parse_u64(val, val_len, UINT64_MAX, &m->file_size);
         }
     }
@@ -223,11 +209,11 @@ static void parse_datacast(struct msnp_mime *m)
     size_t name_len, val_len, pos = 0;
     while (next_field(m->body, m->body_len, &pos, &name, &name_len, &val, &val_len)) {
         uint64_t id;
-        if (eq_ci(name, name_len, "ID") && !m->has_datacast_id &&
+        if (sw_ascii_eq_ci(name, name_len, "ID") && !m->has_datacast_id &&
             parse_u64(val, val_len, UINT32_MAX, &id)) {
             m->has_datacast_id = true;
             m->datacast_id = (uint32_t)id;
-        } else if (eq_ci(name, name_len, "Data") && m->datacast_data == NULL) {
+        } else if (sw_ascii_eq_ci(name, name_len, "Data") && m->datacast_data == NULL) {
             m->datacast_data = val;
             m->datacast_data_len = val_len;
         }
@@ -489,18 +475,18 @@ int msnp_mime_parse(const uint8_t *buf, size_t len, const struct msnp_mime_limit
     for (size_t i = 0; i < m->nheaders; i++) {
         const struct msnp_mime_header *h = &m->headers[i];
         int rc = SW_OK;
-        if (eq_ci(h->name, h->name_len, "Content-Type"))
+        if (sw_ascii_eq_ci(h->name, h->name_len, "Content-Type"))
             rc = set_once(m, &ctype, &ctype_len, h, buf);
-        else if (eq_ci(h->name, h->name_len, "Message-ID"))
+        else if (sw_ascii_eq_ci(h->name, h->name_len, "Message-ID"))
             rc = set_once(m, &m->message_id, &m->message_id_len, h, buf);
-        else if (eq_ci(h->name, h->name_len, "Chunks"))
+        else if (sw_ascii_eq_ci(h->name, h->name_len, "Chunks"))
             rc = set_once(m, &chunks, &chunks_len, h, buf);
-        else if (eq_ci(h->name, h->name_len, "Chunk"))
+        else if (sw_ascii_eq_ci(h->name, h->name_len, "Chunk"))
             rc = set_once(m, &chunk, &chunk_len, h, buf);
-        else if (eq_ci(h->name, h->name_len, "TypingUser") && m->typing_user == NULL) {
+        else if (sw_ascii_eq_ci(h->name, h->name_len, "TypingUser") && m->typing_user == NULL) {
             m->typing_user = h->value;
             m->typing_user_len = h->value_len;
-        } else if (eq_ci(h->name, h->name_len, "P2P-Dest") && m->p2p_dest == NULL) {
+        } else if (sw_ascii_eq_ci(h->name, h->name_len, "P2P-Dest") && m->p2p_dest == NULL) {
             m->p2p_dest = h->value;
             m->p2p_dest_len = h->value_len;
         }

@@ -16,6 +16,7 @@
 
 #include <string.h>
 
+#include "protocols/ascii.h"
 #include "protocols/msnp/msnp_b64.h"
 
 void msnp_oim_limits_default(struct msnp_oim_limits *lim)
@@ -279,30 +280,6 @@ static void put_cp(struct dout *d, uint32_t c)
     }
 }
 
-static int lower(int c)
-{
-    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
-
-static bool eq_ci(const uint8_t *s, size_t n, const char *lit)
-{
-    if (n != strlen(lit))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (lower(s[i]) != lower((unsigned char)lit[i]))
-            return false;
-    }
-    return true;
-}
-
-static int hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (uint8_t)lower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* An XML entity at s[0..n) (s[0] == '&'): its code point and length, or false. */
 static bool entity(const uint8_t *s, size_t n, uint32_t *cp, size_t *adv)
 {
@@ -324,7 +301,7 @@ static bool entity(const uint8_t *s, size_t n, uint32_t *cp, size_t *adv)
     uint32_t v = 0;
     size_t i = hex ? 3 : 2, d0 = i;
     for (; i < n && i - d0 < 8 && s[i] != ';'; i++) {
-        int h = hex ? hexval(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
+        int h = hex ? sw_hex_val(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
         if (h < 0)
             return false;
         v = v * (hex ? 16 : 10) + (uint32_t)h;
@@ -377,9 +354,9 @@ static bool word_text(struct dout *d, enum charset cs, bool b64, const uint8_t *
         if (c <= 0x20 || c >= 0x7f)
             return false; /* Q text is printable ASCII */
         if (c == '=') {
-            if (i + 2 >= n || hexval(t[i + 1]) < 0 || hexval(t[i + 2]) < 0)
+            if (i + 2 >= n || sw_hex_val(t[i + 1]) < 0 || sw_hex_val(t[i + 2]) < 0)
                 return false;
-            c = (uint8_t)(hexval(t[i + 1]) << 4 | hexval(t[i + 2]));
+            c = (uint8_t)(sw_hex_val(t[i + 1]) << 4 | sw_hex_val(t[i + 2]));
             i += 2;
         } else if (c == '_') {
             c = ' ';
@@ -402,7 +379,7 @@ static size_t encoded_word(struct dout *d, const uint8_t *s, size_t n)
     size_t cs_end = i;
     if (i + 3 >= n || s[i] != '?' || s[i + 2] != '?' || cs_end == 2)
         return 0;
-    uint8_t enc = (uint8_t)lower(s[i + 1]);
+    uint8_t enc = (uint8_t)sw_ascii_lower(s[i + 1]);
     if (enc != 'b' && enc != 'q')
         return 0;
     size_t t0 = i + 3, t = t0;
@@ -418,11 +395,11 @@ static size_t encoded_word(struct dout *d, const uint8_t *s, size_t n)
     if (star != NULL)
         csl = (size_t)(star - cs);
     enum charset c = CS_OTHER;
-    if (eq_ci(cs, csl, "utf-8") || eq_ci(cs, csl, "utf8") || eq_ci(cs, csl, "us-ascii") ||
-        eq_ci(cs, csl, "ascii"))
+    if (sw_ascii_eq_ci(cs, csl, "utf-8") || sw_ascii_eq_ci(cs, csl, "utf8") ||
+        sw_ascii_eq_ci(cs, csl, "us-ascii") || sw_ascii_eq_ci(cs, csl, "ascii"))
         c = CS_UTF8;
-    else if (eq_ci(cs, csl, "iso-8859-1") || eq_ci(cs, csl, "latin1") ||
-             eq_ci(cs, csl, "iso_8859-1"))
+    else if (sw_ascii_eq_ci(cs, csl, "iso-8859-1") || sw_ascii_eq_ci(cs, csl, "latin1") ||
+             sw_ascii_eq_ci(cs, csl, "iso_8859-1"))
         c = CS_LATIN1;
     if (!word_text(NULL, c, enc == 'b', s + t0, t - t0))
         return 0;

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "protocols/ascii.h"
+
 static void put(char *out, size_t cap, size_t *n, char c)
 {
     if (*n < cap)
@@ -53,16 +55,10 @@ static size_t decode_ref(const char *raw, size_t len, size_t i, char *out, size_
             return 0;
         for (; k < nl; k++) {
             char c = r[k];
-            unsigned d;
-            if (c >= '0' && c <= '9')
-                d = (unsigned)(c - '0');
-            else if (hex && c >= 'a' && c <= 'f')
-                d = (unsigned)(c - 'a' + 10);
-            else if (hex && c >= 'A' && c <= 'F')
-                d = (unsigned)(c - 'A' + 10);
-            else
+            int d = hex ? sw_hex_val(c) : c >= '0' && c <= '9' ? c - '0' : -1;
+            if (d < 0)
                 return 0;
-            cp = cp * (hex ? 16 : 10) + d;
+            cp = cp * (hex ? 16 : 10) + (unsigned)d;
             if (cp > 0x10FFFF)
                 return 0;
         }

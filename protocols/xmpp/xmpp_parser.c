@@ -33,6 +33,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "protocols/ascii.h"
 #include "protocols/xmpp/xmpp_escape.h"
 
 enum {
@@ -1218,24 +1219,16 @@ int xmpp_parser_feed(struct xmpp_parser *p, const char *bufc, size_t len, uint64
         case S_CHARREF_HEX0:
         case S_CHARREF_HEX: {
             bool hex = p->state != S_CHARREF_DEC;
-            unsigned d;
-            if (c >= '0' && c <= '9') {
-                d = (unsigned)(c - '0');
-            } else if (hex && c >= 'a' && c <= 'f') {
-                d = (unsigned)(c - 'a' + 10);
-            } else if (hex && c >= 'A' && c <= 'F') {
-                d = (unsigned)(c - 'A' + 10);
-            } else if (c == ';' && p->ref_n > 0) {
-                if (!xml_char(p->ref_val))
+            int d = hex ? sw_hex_val(c) : c >= '0' && c <= '9' ? c - '0' : -1;
+            if (d < 0) { /* not a digit: the end of the reference, or an error */
+                if (c != ';' || p->ref_n == 0 || !xml_char(p->ref_val))
                     return fail(p, XMPP_ERR_NOT_WELL_FORMED, base + i,
                                 "invalid character reference");
                 p->state = p->ret_state;
                 i++;
                 break;
-            } else {
-                return fail(p, XMPP_ERR_NOT_WELL_FORMED, base + i, "invalid character reference");
             }
-            p->ref_val = p->ref_val * (hex ? 16u : 10u) + d;
+            p->ref_val = p->ref_val * (hex ? 16u : 10u) + (unsigned)d;
             if (p->ref_val > 0x10FFFF)
                 return fail(p, XMPP_ERR_NOT_WELL_FORMED, base + i, "invalid character reference");
             p->ref_n = 1;

@@ -395,8 +395,7 @@ static void parse_p2p(struct msnp_mime *m)
     m->p2p_total_size = le64(b + 16);
     m->p2p_msg_size = le32(b + 24);
     m->p2p_flags = le32(b + 28);
-    const uint8_t *f = b + m->body_len - MSNP_P2P_FOOTER_LEN;
-    m->p2p_app_id = (uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 | f[3];
+    m->p2p_app_id = be32(b + m->body_len - MSNP_P2P_FOOTER_LEN);
     m->p2p_valid = true;
     m->p2p_version = 1;
 

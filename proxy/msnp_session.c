@@ -552,6 +552,17 @@ static int refuse_sb(struct ms *x, const struct msnp_event *ev, const char *why,
 
 #define MS_DNS_POLL 0.002 /* seconds between status checks of a pending lookup */
 
+/* Copies the first address of a lookup's result into ss/sl; false if there is none or it does
+ * not fit. */
+static bool take_addr(const struct addrinfo *res, struct sockaddr_storage *ss, socklen_t *sl)
+{
+    if (res == NULL || res->ai_addrlen > sizeof(*ss))
+        return false;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sl = res->ai_addrlen;
+    return true;
+}
+
 static void dns_free(struct ms_dns *d)
 {
     if (d->req.ar_result != NULL)
@@ -644,13 +655,7 @@ static int dns_lookup(struct ms *x, const char *host, const char *port, struct s
     int e = gai_error(&d->req);
     if (e == EAI_INPROGRESS && !d->timed_out)
         return SW_AGAIN;
-    int rc = SW_ERROR;
-    const struct addrinfo *res = d->req.ar_result;
-    if (e == 0 && res != NULL && res->ai_addrlen <= sizeof(*ss)) {
-        memcpy(ss, res->ai_addr, res->ai_addrlen);
-        *sl = res->ai_addrlen;
-        rc = SW_OK;
-    }
+    int rc = e == 0 && take_addr(d->req.ar_result, ss, sl) ? SW_OK : SW_ERROR;
     dns_drop(x);
     return rc;
 }
@@ -676,11 +681,8 @@ static int rewrite_sb(struct ms *x, const struct msnp_event *ev, const struct ms
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV; /* an address: no lookup, no wait */
-    if (getaddrinfo(host, port, &hints, &res) == 0 && res != NULL &&
-        res->ai_addrlen <= sizeof(ss)) {
-        memcpy(&ss, res->ai_addr, res->ai_addrlen);
-        sl = res->ai_addrlen;
-    }
+    if (getaddrinfo(host, port, &hints, &res) == 0)
+        (void)take_addr(res, &ss, &sl);
     if (res != NULL)
         freeaddrinfo(res);
     if (sl == 0) {

@@ -31,9 +31,9 @@
 /* Distinct hits kept per message; more are still scored (see struct verdict). */
 #define MATCHER_MAX_HITS 64
 #define MATCHER_FIELD_CACHE_CEIL (1u << 20)
-/* Rule ids one cached field result holds; a field with more hits is simply not cached. */
 /* Bytes of the body matcher_classify() starts fetching on entry (see there). */
 #define MATCHER_BODY_PREFETCH 512
+/* Rule ids one cached field result holds; a field with more hits is simply not cached. */
 #define FCACHE_IDS 5
 
 /* Results of scanning a short field (sender, domain, URL): which rules of that field's target
@@ -435,7 +435,6 @@ static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rul
     return SW_OK;
 }
 
-/* Copies an address lower-cased (ASCII) into dst, bounded; returns its length. */
 #if defined(__SSE2__)
 /* addr_fold() of the 16 bytes at src[off..off + 16). */
 static inline void addr_fold16(char *dst, const char *src, size_t off)
@@ -448,6 +447,7 @@ static inline void addr_fold16(char *dst, const char *src, size_t off)
 }
 #endif
 
+/* Copies an address lower-cased (ASCII) into dst, bounded; returns its length. */
 static size_t addr_fold(char *dst, const char *src, size_t len)
 {
     if (src == NULL)
@@ -735,7 +735,8 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
      * below: start fetching its first lines now, so that those misses overlap that work
      * instead of following it (the hardware prefetcher picks up the rest of a long body once
      * the copy streams through it). A no-op for a body the parser just read. */
-    if (msg->body != NULL && msg->body_len > 0) {
+    bool scan_body = !(msg->flags & MATCHER_F_ENCRYPTED) && msg->body != NULL && msg->body_len > 0;
+    if (scan_body) {
         size_t ahead =
             msg->body_len < MATCHER_BODY_PREFETCH ? msg->body_len : MATCHER_BODY_PREFETCH;
         for (size_t off = 0; off < ahead; off += 64)
@@ -792,7 +793,7 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
         fcache_prefetch(ctx, sdom_key);
     }
 
-    if (!(msg->flags & MATCHER_F_ENCRYPTED) && msg->body != NULL && msg->body_len > 0) {
+    if (scan_body) {
         size_t in_len = msg->body_len < cfg->max_text ? msg->body_len : cfg->max_text;
         text_normalize(msg->body, in_len, ctx->norm, &tn);
         if (scan_field(ctx, m, RULE_BODY, ctx->norm, tn.len, 0, err) != SW_OK)
@@ -820,8 +821,8 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
                 text_fingerprint(ctx->norm, tn.len, spans, ctx->urls->n, &folded_len);
         else
             digest_len = tn.len;
-        /* The fingerprint, pair and domain buckets are random memory too, and a message with a
-         * link has all of them: fetch their tag lines while its links are scanned. */
+        /* The fingerprint, pair, domain and source-address buckets are random memory too, and a
+         * message with a link looks all of them up: fetch them while its links are scanned. */
         if (use_rep) {
             spread_keys(ctx, m, msg, folded_len, out->fingerprint, &rm, dom_url);
             spread_done = true;

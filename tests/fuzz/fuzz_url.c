@@ -83,18 +83,25 @@ static void check_item(const struct url_item *it, const char *text, size_t len)
     (void)text;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* The URL sets an input picks from by its first byte: a roomy one, and one so small that its
+ * link and arena limits are hit. Made on first use. */
+static struct url_set *pick_set(struct url_set *sets[2], uint8_t first)
 {
-    static struct url_set *sets[2];
-    if (size < 1 || size > FUZZ_MAX_INPUT)
-        return 0;
     if (sets[0] == NULL) {
         sets[0] = url_set_new(16, 8192);
         sets[1] = url_set_new(2, 64);
         if (sets[0] == NULL || sets[1] == NULL)
             abort();
     }
-    struct url_set *set = sets[data[0] & 1];
+    return sets[first & 1];
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static struct url_set *sets[2];
+    if (size < 1 || size > FUZZ_MAX_INPUT)
+        return 0;
+    struct url_set *set = pick_set(sets, data[0]);
     const char *in = (const char *)data + 1;
     size_t in_len = size - 1;
 
@@ -136,13 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     static struct url_set *base_set[2];
     if (sw_cpu_avx2()) {
-        if (base_set[0] == NULL) {
-            base_set[0] = url_set_new(16, 8192);
-            base_set[1] = url_set_new(2, 64);
-            if (base_set[0] == NULL || base_set[1] == NULL)
-                abort();
-        }
-        struct url_set *bs = base_set[data[0] & 1];
+        struct url_set *bs = pick_set(base_set, data[0]);
         char *bnorm = malloc(in_len > 0 ? in_len : 1);
         if (bnorm == NULL)
             abort();

@@ -6,7 +6,9 @@
  * thread, over the same bodies and with the same database:
  *
  *   pipeline  matcher_classify() per message (normalise, scan, URLs, reputation, verdict)
- *   raw       hs_scan() of each body with a no-op callback: the floor the pipeline builds on
+ *   raw       hs_scan() of each body with a no-op callback, with the database the pipeline
+ *             scans bodies with (--layout: the body database, or the one database): the floor
+ *             the pipeline builds on
  *
  * and prints one JSON line per case with messages/s, GB/s (bytes of bodies), CPU seconds and
  * the ratio pipeline/raw. Passes alternate pipeline and raw so that noise from other work on
@@ -60,6 +62,7 @@ struct options {
     uint64_t list_entries;
     uint64_t explain;
     bool reputation;
+    enum hsdb_layout layout;
     bool quick;
     bool rule_cost;
     const char *conf_dir; /* NULL: search */
@@ -67,41 +70,58 @@ struct options {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: bench-matcher [options]\n"
-            "  --rules N[,N...]     rule counts to sweep (default 100,1000,2000,10000)\n"
-            "  --size N[,N...]      message sizes in bytes, each body +-20%% (default "
-            "64,200,1000)\n"
-            "  --messages N         messages per corpus (default 200000, at most ~40 MB of "
-            "bodies)\n"
-            "  --spim-share F       fraction of spim in the corpus (default 0.1)\n"
-            "  --seed N             corpus and rule generator seed (default 1)\n"
-            "  --threads N          classify on N threads sharing matcher and reputation "
-            "(default 1)\n"
-            "  --reps N             timed passes per measurement, best is reported (default 3)\n"
-            "  --list-entries N     domain block list entries (default 500)\n"
-            "  --no-reputation      classify without the reputation cache\n"
-            "  --conf DIR           configuration root holding rules/*.rules (default: "
-            "$SW_SOURCE_DIR/conf,\n"
-            "                       ./conf, or the source tree this was built from)\n"
-            "  --quick              tiny run for smoke tests: 100 rules, sizes 64,200, 2000 "
-            "messages, 1 rep\n"
-            "  --explain N          print to stderr the reasons of the first N flagged chat "
-            "messages\n"
-            "                       and the first N missed spim of each case (warm-up pass "
-            "only)\n"
-            "  --rule-cost          instead of the sweep: scan cost of each default body rule "
-            "compiled\n"
-            "                       alone, of all default body rules, and of the whole default "
-            "set,\n"
-            "                       in ns per message over the corpus of each --size\n"
-            "Output: one JSON object per case on stdout; progress on stderr.\n");
+    fprintf(f, "usage: bench-matcher [options]\n"
+               "  --rules N[,N...]     rule counts to sweep (default 100,1000,2000,10000)\n"
+               "  --size N[,N...]      message sizes in bytes, each body +-20%% (default "
+               "64,200,1000)\n"
+               "  --messages N         messages per corpus (default 200000, at most ~40 MB of "
+               "bodies)\n"
+               "  --spim-share F       fraction of spim in the corpus (default 0.1)\n"
+               "  --seed N             corpus and rule generator seed (default 1)\n"
+               "  --threads N          classify on N threads sharing matcher and reputation "
+               "(default 1)\n"
+               "  --reps N             timed passes per measurement, best is reported (default 3)\n"
+               "  --list-entries N     domain block list entries (default 500)\n"
+               "  --no-reputation      classify without the reputation cache\n"
+               "  --layout L           per-target (default: a Hyperscan database per target) or "
+               "one\n"
+               "                       (every pattern in one database, for comparison)\n"
+               "  --conf DIR           configuration root holding rules/*.rules (default: "
+               "$SW_SOURCE_DIR/conf,\n"
+               "                       ./conf, or the source tree this was built from)\n"
+               "  --quick              tiny run for smoke tests: 100 rules, sizes 64,200, 2000 "
+               "messages, 1 rep\n"
+               "  --explain N          print to stderr the reasons of the first N flagged chat "
+               "messages\n"
+               "                       and the first N missed spim of each case (warm-up pass "
+               "only)\n"
+               "  --rule-cost          instead of the sweep: scan cost of each default body rule "
+               "compiled\n"
+               "                       alone, of all default body rules, and of the whole default "
+               "set,\n"
+               "                       in ns per message over the corpus of each --size\n"
+               "Output: one JSON object per case on stdout; progress on stderr.\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-    enum { OPT_RULES = 256, OPT_SIZE, OPT_MESSAGES, OPT_SPIM, OPT_SEED, OPT_THREADS, OPT_REPS,
-           OPT_LIST, OPT_NOREP, OPT_CONF, OPT_QUICK, OPT_EXPLAIN, OPT_COST, OPT_HELP };
+    enum {
+        OPT_RULES = 256,
+        OPT_SIZE,
+        OPT_MESSAGES,
+        OPT_SPIM,
+        OPT_SEED,
+        OPT_THREADS,
+        OPT_REPS,
+        OPT_LIST,
+        OPT_NOREP,
+        OPT_LAYOUT,
+        OPT_CONF,
+        OPT_QUICK,
+        OPT_EXPLAIN,
+        OPT_COST,
+        OPT_HELP
+    };
     static const struct option longopts[] = {
         {"rules", required_argument, NULL, OPT_RULES},
         {"size", required_argument, NULL, OPT_SIZE},
@@ -112,6 +132,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"reps", required_argument, NULL, OPT_REPS},
         {"list-entries", required_argument, NULL, OPT_LIST},
         {"no-reputation", no_argument, NULL, OPT_NOREP},
+        {"layout", required_argument, NULL, OPT_LAYOUT},
         {"conf", required_argument, NULL, OPT_CONF},
         {"quick", no_argument, NULL, OPT_QUICK},
         {"explain", required_argument, NULL, OPT_EXPLAIN},
@@ -174,6 +195,14 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_NOREP:
             o->reputation = false;
+            break;
+        case OPT_LAYOUT:
+            if (strcmp(optarg, "per-target") == 0)
+                o->layout = HSDB_LAYOUT_PER_TARGET;
+            else if (strcmp(optarg, "one") == 0)
+                o->layout = HSDB_LAYOUT_ONE;
+            else
+                goto bad;
             break;
         case OPT_CONF:
             o->conf_dir = optarg;
@@ -571,7 +600,7 @@ static int build_rules(const struct options *o, const struct rule_files *rf, uin
         goto done;
     out->list_entries = rs->n - out->rules;
 
-    out->db = hsdb_compile(rs, err); /* takes rs in every case */
+    out->db = hsdb_compile(rs, o->layout, err); /* takes rs in every case */
     rs = NULL;
     if (out->db == NULL)
         goto done;
@@ -832,10 +861,14 @@ static int run_case(const struct options *o, struct hsdb *db, struct prepared_co
         if (rep == NULL)
             goto done;
     }
+    if (hsdb_handle(db, RULE_BODY) == NULL) {
+        sw_err_set(err, "no body rule to scan with");
+        goto done;
+    }
     for (size_t i = 0; i < nw; i++) {
         ws[i].m = m;
         ws[i].rep = rep;
-        ws[i].hs = hsdb_handle(db);
+        ws[i].hs = hsdb_handle(db, RULE_BODY); /* what the pipeline scans bodies with */
         ws[i].msgs = pc->msgs;
         ws[i].is_spim = pc->is_spim;
         ws[i].ctx = matcher_ctx_new();
@@ -921,6 +954,7 @@ static int print_case(const struct options *o, uint64_t rules, const struct buil
     bench_json_u64(&j, "threads", o->threads);
     bench_json_u64(&j, "reps", o->reps);
     bench_json_bool(&j, "reputation", o->reputation);
+    bench_json_str(&j, "layout", o->layout == HSDB_LAYOUT_ONE ? "one" : "per-target");
     bench_json_double(&j, "pipeline_msgs_per_s", pipe_rate);
     bench_json_double(&j, "pipeline_gbps", per_s(bytes, cr->pipe_best_wall) / 1e9);
     bench_json_double(&j, "pipeline_wall_s", cr->pipe_best_wall);

@@ -1,8 +1,9 @@
 /* The compiled rule database. See hsdb.h and docs/rules.md ("Cache file").
  *
- * One block-mode Hyperscan database holds every rule and list entry; match id i is
- * ruleset->rules[i]. The serialized form is a fixed little-endian header followed by
- * hs_serialize_database()'s bytes; the header is checked field by field before Hyperscan reads
+ * One block-mode Hyperscan database per target (or one for all, HSDB_LAYOUT_ONE) holds the rules
+ * and list entries; match id i is ruleset->rules[i] in every one of them. The serialized form is
+ * a fixed little-endian header followed by a table of the databases and their
+ * hs_serialize_database() bytes; the header is checked field by field before Hyperscan reads
  * anything, because hs_deserialize_database() trusts its input. */
 #include "matcher/hsdb.h"
 
@@ -16,15 +17,16 @@
 
 struct hsdb {
     atomic_uint refs;
-    hs_database_t *db;
+    enum hsdb_layout layout;
+    unsigned n_dbs;
+    hs_database_t *dbs[HSDB_MAX_DBS];
+    unsigned db_targets[HSDB_MAX_DBS];                 /* targets each database holds */
+    const hs_database_t *of_target[RULE_TARGET_COUNT]; /* NULL: nothing targets it */
     struct ruleset *rs;
     unsigned targets;
     size_t size;
     double compile_seconds;
 };
-
-/* Seed of the payload checksum; changing it invalidates every cache, like a format bump. */
-#define HSDB_CHECKSUM_SEED 0x53574853444231ULL
 
 static double now_seconds(void)
 {
@@ -55,6 +57,24 @@ static unsigned targets_of(const struct ruleset *rs)
     return t;
 }
 
+/* The databases a ruleset compiles into under layout: the targets of each, in order. An empty
+ * ruleset still gets one database (holding no target). Returns how many. */
+static unsigned plan_groups(const struct ruleset *rs, enum hsdb_layout layout,
+                            unsigned groups[HSDB_MAX_DBS])
+{
+    unsigned present = targets_of(rs);
+    if (layout == HSDB_LAYOUT_ONE || present == 0) {
+        groups[0] = present;
+        return 1;
+    }
+    unsigned n = 0;
+    for (unsigned t = 0; t < RULE_TARGET_COUNT; t++) {
+        if (present & (1u << t))
+            groups[n++] = 1u << t;
+    }
+    return n;
+}
+
 /* Hyperscan refuses to compile zero patterns, yet an empty ruleset must give a database that
  * scans cleanly. The stand-in is one pattern that cannot report in block mode: its minimum
  * match offset (2^40) is beyond the largest buffer hs_scan() accepts (4 GiB). */
@@ -68,8 +88,17 @@ static hs_error_t compile_empty(hs_database_t **db, hs_compile_error_t **cerr)
     return hs_compile_ext_multi(expr, flags, ids, exts, 1, HS_MODE_BLOCK, NULL, db, cerr);
 }
 
-static struct hsdb *hsdb_wrap(struct ruleset *rs, hs_database_t *db, double secs,
-                              struct sw_err *err)
+static void hsdb_free(struct hsdb *h)
+{
+    for (unsigned g = 0; g < h->n_dbs; g++)
+        hs_free_database(h->dbs[g]);
+    ruleset_free(h->rs);
+    free(h);
+}
+
+/* A database set for rs (owned from here on) with no Hyperscan database yet; NULL if out of
+ * memory (rs is then still the caller's). */
+static struct hsdb *hsdb_new(struct ruleset *rs, enum hsdb_layout layout, struct sw_err *err)
 {
     struct hsdb *h = calloc(1, sizeof(*h));
     if (h == NULL) {
@@ -77,81 +106,114 @@ static struct hsdb *hsdb_wrap(struct ruleset *rs, hs_database_t *db, double secs
         return NULL;
     }
     atomic_init(&h->refs, 1);
-    h->db = db;
+    h->layout = layout;
     h->rs = rs;
     h->targets = targets_of(rs);
-    h->compile_seconds = secs;
-    if (hs_database_size(db, &h->size) != HS_SUCCESS)
-        h->size = 0;
     return h;
 }
 
-struct hsdb *hsdb_compile(struct ruleset *rs, struct sw_err *err)
+/* Adds database db (owned from here on) holding the targets in mask. */
+static void hsdb_add(struct hsdb *h, hs_database_t *db, unsigned mask)
+{
+    size_t size = 0;
+    h->dbs[h->n_dbs] = db;
+    h->db_targets[h->n_dbs] = mask;
+    h->n_dbs++;
+    for (unsigned t = 0; t < RULE_TARGET_COUNT; t++) {
+        if (mask & (1u << t))
+            h->of_target[t] = db;
+    }
+    if (hs_database_size(db, &size) == HS_SUCCESS)
+        h->size += size;
+}
+
+/* Compiles the rules of rs whose target is in mask into *db. Match ids are rule indexes. */
+static int compile_group(const struct ruleset *rs, unsigned mask, const char **exprs,
+                         unsigned *flags, unsigned *ids, hs_database_t **db, struct sw_err *err)
+{
+    hs_compile_error_t *cerr = NULL;
+    unsigned n = 0;
+    hs_error_t rc;
+
+    for (size_t i = 0; i < rs->n; i++) {
+        if (!(mask & (1u << rs->rules[i].target)))
+            continue;
+        exprs[n] = rs->rules[i].expr;
+        flags[n] = hsdb_hs_flags(rs->rules[i].flags);
+        ids[n] = (unsigned)i;
+        n++;
+    }
+    if (n == 0)
+        rc = compile_empty(db, &cerr);
+    else
+        rc = hs_compile_multi(exprs, flags, ids, n, HS_MODE_BLOCK, NULL, db, &cerr);
+    if (rc == HS_SUCCESS)
+        return SW_OK;
+    const char *msg = cerr != NULL && cerr->message != NULL ? cerr->message : "unknown error";
+    if (n > 0 && cerr != NULL && cerr->expression >= 0 && (unsigned)cerr->expression < n) {
+        const struct rule *r = &rs->rules[ids[cerr->expression]];
+        if (r->kind == RULE_KIND_RULE)
+            sw_err_set(err, "%s:%u: rule %s: %s", r->file, r->line, r->id, msg);
+        else
+            sw_err_set(err, "%s:%u: %s entry %s: %s", r->file, r->line, rule_kind_name(r->kind),
+                       r->entry ? r->entry : "?", msg);
+    } else {
+        sw_err_set(err, "hyperscan: %s", msg);
+    }
+    if (cerr != NULL)
+        hs_free_compile_error(cerr);
+    *db = NULL;
+    return SW_ERROR;
+}
+
+struct hsdb *hsdb_compile(struct ruleset *rs, enum hsdb_layout layout, struct sw_err *err)
 {
     const char **exprs = NULL;
     unsigned *flags = NULL, *ids = NULL;
-    hs_database_t *db = NULL;
-    hs_compile_error_t *cerr = NULL;
     struct hsdb *h = NULL;
-    hs_error_t rc;
 
     if (rs == NULL) {
         sw_err_set(err, "hsdb: no ruleset");
-        goto fail;
+        return NULL;
     }
     if (rs->n > UINT32_MAX) {
         sw_err_set(err, "hsdb: too many patterns");
-        goto fail;
+        ruleset_free(rs);
+        return NULL;
     }
     double t0 = now_seconds();
-    if (rs->n == 0) {
-        rc = compile_empty(&db, &cerr);
-    } else {
-        exprs = malloc(rs->n * sizeof(*exprs));
-        flags = malloc(rs->n * sizeof(*flags));
-        ids = malloc(rs->n * sizeof(*ids));
-        if (exprs == NULL || flags == NULL || ids == NULL) {
-            sw_err_set(err, "hsdb: out of memory");
+    size_t cap = rs->n > 0 ? rs->n : 1;
+    exprs = malloc(cap * sizeof(*exprs));
+    flags = malloc(cap * sizeof(*flags));
+    ids = malloc(cap * sizeof(*ids));
+    h = hsdb_new(rs, layout, err);
+    if (h == NULL) {
+        ruleset_free(rs);
+        goto fail;
+    }
+    if (exprs == NULL || flags == NULL || ids == NULL) {
+        sw_err_set(err, "hsdb: out of memory");
+        goto fail;
+    }
+    unsigned groups[HSDB_MAX_DBS];
+    unsigned n_groups = plan_groups(rs, layout, groups);
+    for (unsigned g = 0; g < n_groups; g++) {
+        hs_database_t *db;
+        if (compile_group(rs, groups[g], exprs, flags, ids, &db, err) != SW_OK)
             goto fail;
-        }
-        for (size_t i = 0; i < rs->n; i++) {
-            exprs[i] = rs->rules[i].expr;
-            flags[i] = hsdb_hs_flags(rs->rules[i].flags);
-            ids[i] = (unsigned)i;
-        }
-        rc = hs_compile_multi(exprs, flags, ids, (unsigned)rs->n, HS_MODE_BLOCK, NULL, &db, &cerr);
+        hsdb_add(h, db, groups[g]);
     }
-    if (rc != HS_SUCCESS) {
-        const char *msg = cerr != NULL && cerr->message != NULL ? cerr->message : "unknown error";
-        if (cerr != NULL && cerr->expression >= 0 && (size_t)cerr->expression < rs->n) {
-            const struct rule *r = &rs->rules[cerr->expression];
-            if (r->kind == RULE_KIND_RULE)
-                sw_err_set(err, "%s:%u: rule %s: %s", r->file, r->line, r->id, msg);
-            else
-                sw_err_set(err, "%s:%u: %s entry %s: %s", r->file, r->line, rule_kind_name(r->kind),
-                           r->entry ? r->entry : "?", msg);
-        } else {
-            sw_err_set(err, "hyperscan: %s", msg);
-        }
-        goto fail;
-    }
-    double secs = now_seconds() - t0;
-    h = hsdb_wrap(rs, db, secs, err);
-    if (h == NULL)
-        goto fail;
+    h->compile_seconds = now_seconds() - t0;
     free(exprs);
     free(flags);
     free(ids);
     return h;
 fail:
-    if (cerr != NULL)
-        hs_free_compile_error(cerr);
-    if (db != NULL)
-        hs_free_database(db);
+    if (h != NULL)
+        hsdb_free(h);
     free(exprs);
     free(flags);
     free(ids);
-    ruleset_free(rs);
     return NULL;
 }
 
@@ -164,7 +226,7 @@ fail:
  *  120  ruleset digest (u64)                     8
  *  128  payload length (u64)                     8
  *  136  payload checksum: sw_hash64 (u64)        8
- *  144  payload: hs_serialize_database() output */
+ *  144  payload: the database table and the databases (HSDB_PAYLOAD_HEAD below) */
 
 static void put_u32(char *p, uint32_t v)
 {
@@ -215,47 +277,104 @@ static int put_version(char *p, struct sw_err *err)
 
 int hsdb_serialize(const struct hsdb *db, char **out, size_t *out_len, struct sw_err *err)
 {
-    char *payload = NULL, *buf = NULL;
-    size_t plen = 0;
+    char *parts[HSDB_MAX_DBS] = {NULL};
+    size_t lens[HSDB_MAX_DBS] = {0};
+    char *buf = NULL;
     hs_platform_info_t pl;
+    int rc = SW_ERROR;
 
     *out = NULL;
     *out_len = 0;
     if (hs_populate_platform(&pl) != HS_SUCCESS) {
         sw_err_set(err, "hsdb: hs_populate_platform failed");
-        goto fail;
+        goto done;
     }
-    if (hs_serialize_database(db->db, &payload, &plen) != HS_SUCCESS) {
-        sw_err_set(err, "hsdb: hs_serialize_database failed");
-        goto fail;
+    size_t plen = HSDB_PAYLOAD_HEAD + (size_t)db->n_dbs * HSDB_PAYLOAD_ENTRY;
+    for (unsigned g = 0; g < db->n_dbs; g++) {
+        if (hs_serialize_database(db->dbs[g], &parts[g], &lens[g]) != HS_SUCCESS) {
+            sw_err_set(err, "hsdb: hs_serialize_database failed");
+            goto done;
+        }
+        plen += lens[g];
     }
     buf = malloc(HSDB_HEADER_LEN + plen);
     if (buf == NULL) {
         sw_err_set(err, "hsdb: out of memory");
-        goto fail;
+        goto done;
     }
     memcpy(buf + HSDB_OFF_MAGIC, HSDB_MAGIC, 8);
     put_u32(buf + HSDB_OFF_FORMAT, HSDB_FORMAT_VERSION);
     if (put_version(buf + HSDB_OFF_HSVER, err) != SW_OK)
-        goto fail;
+        goto done;
     put_platform(buf + HSDB_OFF_PLATFORM, &pl);
     put_u64(buf + HSDB_OFF_DIGEST, ruleset_digest(db->rs));
     put_u64(buf + HSDB_OFF_PAYLOAD_LEN, (uint64_t)plen);
+
+    char *payload = buf + HSDB_HEADER_LEN;
+    put_u32(payload, (uint32_t)db->layout);
+    put_u32(payload + 4, db->n_dbs);
+    size_t at = HSDB_PAYLOAD_HEAD + (size_t)db->n_dbs * HSDB_PAYLOAD_ENTRY;
+    for (unsigned g = 0; g < db->n_dbs; g++) {
+        char *e = payload + HSDB_PAYLOAD_HEAD + (size_t)g * HSDB_PAYLOAD_ENTRY;
+        put_u32(e, db->db_targets[g]);
+        put_u32(e + 4, 0);
+        put_u64(e + 8, (uint64_t)lens[g]);
+        memcpy(payload + at, parts[g], lens[g]);
+        at += lens[g];
+    }
     put_u64(buf + HSDB_OFF_CHECKSUM, sw_hash64(payload, plen, HSDB_CHECKSUM_SEED));
-    memcpy(buf + HSDB_HEADER_LEN, payload, plen);
-    free(payload); /* hs_serialize_database uses the default misc allocator: malloc */
     *out = buf;
     *out_len = HSDB_HEADER_LEN + plen;
-    return SW_OK;
-fail:
-    free(payload);
+    buf = NULL;
+    rc = SW_OK;
+done:
+    for (unsigned g = 0; g < HSDB_MAX_DBS; g++)
+        free(parts[g]); /* hs_serialize_database uses the default misc allocator: malloc */
     free(buf);
-    return SW_ERROR;
+    return rc;
 }
 
-struct hsdb *hsdb_deserialize(struct ruleset *rs, const char *buf, size_t len, struct sw_err *err)
+/* Checks the payload's table against the databases rs compiles into under layout and
+ * deserializes each; fills h. */
+static int load_payload(struct hsdb *h, const char *payload, size_t plen, struct sw_err *err)
 {
-    hs_database_t *hdb = NULL;
+    unsigned want[HSDB_MAX_DBS];
+    unsigned n_want = plan_groups(h->rs, h->layout, want);
+    if (plen < HSDB_PAYLOAD_HEAD)
+        return sw_err_set(err, "hsdb cache: layout check failed (no database table)");
+    uint32_t layout = get_u32(payload), n = get_u32(payload + 4);
+    if (layout != (uint32_t)h->layout || n != n_want ||
+        plen < HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY)
+        return sw_err_set(err,
+                          "hsdb cache: layout check failed (file has %u database(s) in "
+                          "layout %u, expected %u in layout %u)",
+                          (unsigned)n, (unsigned)layout, n_want, (unsigned)h->layout);
+    size_t at = HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY;
+    for (unsigned g = 0; g < n; g++) {
+        const char *e = payload + HSDB_PAYLOAD_HEAD + (size_t)g * HSDB_PAYLOAD_ENTRY;
+        uint64_t len = get_u64(e + 8);
+        if (get_u32(e) != want[g] || get_u32(e + 4) != 0 || len == 0 || len > plen - at)
+            return sw_err_set(err, "hsdb cache: layout check failed (database %u)", g);
+        at += (size_t)len;
+    }
+    if (at != plen)
+        return sw_err_set(err, "hsdb cache: layout check failed (%zu trailing bytes)", plen - at);
+    at = HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY;
+    for (unsigned g = 0; g < n; g++) {
+        size_t len =
+            (size_t)get_u64(payload + HSDB_PAYLOAD_HEAD + (size_t)g * HSDB_PAYLOAD_ENTRY + 8);
+        hs_database_t *db = NULL;
+        if (hs_deserialize_database(payload + at, len, &db) != HS_SUCCESS)
+            return sw_err_set(err, "hsdb cache: Hyperscan rejected database %u", g);
+        hsdb_add(h, db, want[g]);
+        at += len;
+    }
+    return SW_OK;
+}
+
+struct hsdb *hsdb_deserialize(struct ruleset *rs, enum hsdb_layout layout, const char *buf,
+                              size_t len, struct sw_err *err)
+{
     char ver[HSDB_HSVER_LEN];
     char plat[HSDB_PLATFORM_LEN];
     hs_platform_info_t pl;
@@ -309,17 +428,15 @@ struct hsdb *hsdb_deserialize(struct ruleset *rs, const char *buf, size_t len, s
         sw_err_set(err, "hsdb cache: checksum check failed (file corrupt)");
         goto fail;
     }
-    if (hs_deserialize_database(payload, (size_t)plen, &hdb) != HS_SUCCESS) {
-        sw_err_set(err, "hsdb cache: Hyperscan rejected the database");
-        goto fail;
-    }
-    struct hsdb *h = hsdb_wrap(rs, hdb, 0, err);
+    struct hsdb *h = hsdb_new(rs, layout, err);
     if (h == NULL)
         goto fail;
+    if (load_payload(h, payload, (size_t)plen, err) != SW_OK) {
+        hsdb_free(h);
+        return NULL;
+    }
     return h;
 fail:
-    if (hdb != NULL)
-        hs_free_database(hdb);
     ruleset_free(rs);
     return NULL;
 }
@@ -337,14 +454,27 @@ void hsdb_unref(struct hsdb *db)
     /* acq_rel: the last owner must see every other owner's reads done before it frees */
     if (atomic_fetch_sub_explicit(&db->refs, 1, memory_order_acq_rel) != 1)
         return;
-    hs_free_database(db->db);
-    ruleset_free(db->rs);
-    free(db);
+    hsdb_free(db);
 }
 
-const hs_database_t *hsdb_handle(const struct hsdb *db)
+const hs_database_t *hsdb_handle(const struct hsdb *db, enum rule_target target)
 {
-    return db->db;
+    return (unsigned)target < RULE_TARGET_COUNT ? db->of_target[target] : NULL;
+}
+
+unsigned hsdb_count(const struct hsdb *db)
+{
+    return db->n_dbs;
+}
+
+const hs_database_t *hsdb_database(const struct hsdb *db, unsigned i)
+{
+    return i < db->n_dbs ? db->dbs[i] : NULL;
+}
+
+enum hsdb_layout hsdb_layout(const struct hsdb *db)
+{
+    return db->layout;
 }
 
 const struct ruleset *hsdb_ruleset(const struct hsdb *db)
@@ -369,8 +499,10 @@ double hsdb_compile_seconds(const struct hsdb *db)
 
 int hsdb_alloc_scratch(const struct hsdb *db, hs_scratch_t **scratch, struct sw_err *err)
 {
-    hs_error_t rc = hs_alloc_scratch(db->db, scratch);
-    if (rc != HS_SUCCESS)
-        return sw_err_set(err, "hsdb: hs_alloc_scratch failed (%d)", (int)rc);
+    for (unsigned g = 0; g < db->n_dbs; g++) {
+        hs_error_t rc = hs_alloc_scratch(db->dbs[g], scratch);
+        if (rc != HS_SUCCESS)
+            return sw_err_set(err, "hsdb: hs_alloc_scratch failed (%d)", (int)rc);
+    }
     return SW_OK;
 }

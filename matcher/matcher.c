@@ -358,7 +358,7 @@ static int on_match(unsigned int id, unsigned long long from, unsigned long long
     (void)from;
     (void)to;
     (void)flags;
-    if (ctx->rs->rules[id].target != ctx->target)
+    if (ctx->rs->rules[id].target != ctx->target) /* HSDB_LAYOUT_ONE: another field's rule */
         return 0;
     if (ctx->n_fids < FCACHE_IDS)
         ctx->fids[ctx->n_fids] = id;
@@ -422,7 +422,7 @@ static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rul
     }
     ctx->n_fids = 0;
     hs_error_t rc =
-        hs_scan(hsdb_handle(m->db), s, (unsigned int)len, 0, ctx->scratch, on_match, ctx);
+        hs_scan(hsdb_handle(m->db, target), s, (unsigned int)len, 0, ctx->scratch, on_match, ctx);
     if (rc != HS_SUCCESS)
         return sw_err_set(err, "matcher: hs_scan failed (%d)", (int)rc);
     if (set != NULL && ctx->n_fids <= FCACHE_IDS) {

@@ -497,7 +497,7 @@ ssize_t proxyproto_build_v2(uint8_t *out, size_t cap, const struct sockaddr *src
         memcpy(a + 34, &d->sin6_port, 2);
     }
     size_t pos = PROXYPROTO_V2_HDR_LEN + addr_len;
-    size_t crc_pos = 0;
+    uint8_t *crc_at = NULL; /* the CRC32C TLV's value, filled in once the header is complete */
     if (t != NULL) {
         if (t->alpn != NULL)
             pos += put_tlv(out + pos, PP2_TYPE_ALPN, t->alpn);
@@ -521,18 +521,18 @@ ssize_t proxyproto_build_v2(uint8_t *out, size_t cap, const struct sockaddr *src
         if (t->crc32c) {
             out[pos] = PP2_TYPE_CRC32C;
             put_be16(out + pos + 1, 4);
-            crc_pos = pos + 3;
-            memset(out + crc_pos, 0, 4);
+            crc_at = out + pos + 3;
+            memset(crc_at, 0, 4);
             pos += 7;
         }
     }
     put_be16(out + 14, pos - PROXYPROTO_V2_HDR_LEN);
-    if (crc_pos != 0) {
+    if (crc_at != NULL) {
         uint32_t crc = crc32c_update(0xFFFFFFFFu, out, pos) ^ 0xFFFFFFFFu;
-        out[crc_pos] = (uint8_t)(crc >> 24);
-        out[crc_pos + 1] = (uint8_t)(crc >> 16);
-        out[crc_pos + 2] = (uint8_t)(crc >> 8);
-        out[crc_pos + 3] = (uint8_t)crc;
+        crc_at[0] = (uint8_t)(crc >> 24);
+        crc_at[1] = (uint8_t)(crc >> 16);
+        crc_at[2] = (uint8_t)(crc >> 8);
+        crc_at[3] = (uint8_t)crc;
     }
     return (ssize_t)pos;
 }

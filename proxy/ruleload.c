@@ -26,6 +26,7 @@ void ruleload_opts_init(struct ruleload_opts *opts)
     memset(opts, 0, sizeof(*opts));
     opts->max_file_bytes = RULELOAD_DEFAULT_MAX_FILE;
     opts->max_cache_bytes = RULELOAD_DEFAULT_MAX_CACHE;
+    opts->layout = HSDB_LAYOUT_PER_TARGET;
 }
 
 static int has_suffix(const char *s, const char *suf)
@@ -348,7 +349,7 @@ struct hsdb *ruleload_build(const struct ruleload_opts *opts, struct ruleload_in
                 sw_err_set(err, "rules: out of memory");
                 goto fail;
             }
-            db = hsdb_deserialize(rs, cache, cache_len, &cerr);
+            db = hsdb_deserialize(rs, opts->layout, cache, cache_len, &cerr);
             rs = NULL;
             if (db == NULL) {
                 snprintf(info->cache_reject, sizeof(info->cache_reject), "%.200s: %.300s",
@@ -361,7 +362,7 @@ struct hsdb *ruleload_build(const struct ruleload_opts *opts, struct ruleload_in
         }
     }
     if (db == NULL) {
-        db = hsdb_compile(rs, err);
+        db = hsdb_compile(rs, opts->layout, err);
         rs = NULL;
         if (db == NULL)
             goto fail;

@@ -29,6 +29,7 @@ struct ruleload_opts {
     /* Compiled-database cache file; NULL = always compile, write nothing. */
     const char *cache_path;
     struct ruleset_limits limits;
+    enum hsdb_layout layout; /* HSDB_LAYOUT_PER_TARGET unless a benchmark compares */
     size_t max_file_bytes;  /* per rule or list file; 0 = RULELOAD_DEFAULT_MAX_FILE */
     size_t max_cache_bytes; /* cache file; 0 = RULELOAD_DEFAULT_MAX_CACHE */
 };

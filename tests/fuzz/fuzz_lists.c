@@ -35,13 +35,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ruleset_free(rs);
         return 0;
     }
-    struct hsdb *db = hsdb_compile(rs, &err); /* takes rs */
+    struct hsdb *db = hsdb_compile(rs, HSDB_LAYOUT_PER_TARGET, &err); /* takes rs */
     if (db == NULL)
         abort(); /* every entry that parses must compile */
     hs_scratch_t *scratch = NULL;
     if (hsdb_alloc_scratch(db, &scratch, &err) == SW_OK) {
-        hs_scan(hsdb_handle(db), (const char *)data + 1, (unsigned)(size - 1), 0, scratch, on_match,
-                (void *)hsdb_ruleset(db));
+        for (unsigned i = 0; i < hsdb_count(db); i++)
+            hs_scan(hsdb_database(db, i), (const char *)data + 1, (unsigned)(size - 1), 0, scratch,
+                    on_match, (void *)hsdb_ruleset(db));
         hs_free_scratch(scratch);
     }
     hsdb_unref(db);

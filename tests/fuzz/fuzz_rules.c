@@ -37,18 +37,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     struct ruleset *copy = ruleset_clone(rs);
-    struct hsdb *db = hsdb_compile(rs, &err); /* takes rs */
+    /* both layouts, picked by the input's length so that every corpus file keeps its meaning */
+    enum hsdb_layout layout = size % 2 ? HSDB_LAYOUT_ONE : HSDB_LAYOUT_PER_TARGET;
+    struct hsdb *db = hsdb_compile(rs, layout, &err); /* takes rs */
     if (db != NULL) {
         hs_scratch_t *scratch = NULL;
         if (hsdb_alloc_scratch(db, &scratch, &err) == SW_OK) {
-            hs_scan(hsdb_handle(db), (const char *)data, (unsigned)size, 0, scratch, on_match,
-                    (void *)hsdb_ruleset(db));
+            for (unsigned i = 0; i < hsdb_count(db); i++)
+                hs_scan(hsdb_database(db, i), (const char *)data, (unsigned)size, 0, scratch,
+                        on_match, (void *)hsdb_ruleset(db));
             hs_free_scratch(scratch);
         }
         char *out = NULL;
         size_t out_len = 0;
         if (copy != NULL && hsdb_serialize(db, &out, &out_len, &err) == SW_OK) {
-            struct hsdb *db2 = hsdb_deserialize(copy, out, out_len, &err);
+            struct hsdb *db2 = hsdb_deserialize(copy, layout, out, out_len, &err);
             copy = NULL;
             if (db2 == NULL)
                 abort(); /* our own bytes for the same ruleset must load */

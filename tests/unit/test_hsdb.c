@@ -21,6 +21,7 @@ static const char *const test_rules = "rule R_BODY body 3 /see\\s+it/i\n"
                                       "rule R_LIT body 1 \"a.b\"\n";
 static const char *const test_domains = "evil.example\n";
 static const char *const test_senders = "@spim.example\nbot@x.example\n";
+#define PT HSDB_LAYOUT_PER_TARGET
 
 static struct ruleset *make_ruleset(void)
 {
@@ -52,12 +53,22 @@ static int on_match(unsigned int id, unsigned long long from, unsigned long long
     return 0;
 }
 
-static unsigned long long scan(const struct hsdb *db, hs_scratch_t *scratch, const char *s)
+/* The ids s matches in one database. */
+static unsigned long long scan_one(const hs_database_t *hdb, hs_scratch_t *scratch, const char *s)
 {
     struct hits h = {0, 0};
-    assert_int_equal(hs_scan(hsdb_handle(db), s, (unsigned)strlen(s), 0, scratch, on_match, &h),
-                     HS_SUCCESS);
+    assert_non_null(hdb);
+    assert_int_equal(hs_scan(hdb, s, (unsigned)strlen(s), 0, scratch, on_match, &h), HS_SUCCESS);
     return h.mask;
+}
+
+/* The ids s matches in any of db's databases: what a pattern matches, whatever the layout. */
+static unsigned long long scan(const struct hsdb *db, hs_scratch_t *scratch, const char *s)
+{
+    unsigned long long mask = 0;
+    for (unsigned i = 0; i < hsdb_count(db); i++)
+        mask |= scan_one(hsdb_database(db, i), scratch, s);
+    return mask;
 }
 
 /* ids: 0 R_BODY, 1 R_URL, 2 R_LIT, 3 evil.example, 4 @spim.example, 5 bot@x.example */
@@ -87,22 +98,61 @@ static void check_matches(const struct hsdb *db)
 static void test_compile_and_scan(void **state)
 {
     (void)state;
-    struct sw_err err = {{0}};
-    struct hsdb *db = hsdb_compile(make_ruleset(), &err);
-    assert_non_null(db);
-    assert_int_equal(hsdb_ruleset(db)->n, 6);
-    assert_int_equal(hsdb_targets(db), (1u << RULE_BODY) | (1u << RULE_URL) | (1u << RULE_DOMAIN) |
-                                           (1u << RULE_SENDER));
-    assert_true(hsdb_size(db) > 0);
-    assert_true(hsdb_compile_seconds(db) > 0);
-    check_matches(db);
+    static const enum hsdb_layout layouts[] = {HSDB_LAYOUT_PER_TARGET, HSDB_LAYOUT_ONE};
+    for (size_t k = 0; k < 2; k++) {
+        struct sw_err err = {{0}};
+        struct hsdb *db = hsdb_compile(make_ruleset(), layouts[k], &err);
+        assert_non_null(db);
+        assert_int_equal(hsdb_layout(db), layouts[k]);
+        assert_int_equal(hsdb_count(db), layouts[k] == HSDB_LAYOUT_ONE ? 1 : 4);
+        assert_null(hsdb_database(db, hsdb_count(db)));
+        assert_int_equal(hsdb_ruleset(db)->n, 6);
+        assert_int_equal(hsdb_targets(db), (1u << RULE_BODY) | (1u << RULE_URL) |
+                                               (1u << RULE_DOMAIN) | (1u << RULE_SENDER));
+        assert_true(hsdb_size(db) > 0);
+        assert_true(hsdb_compile_seconds(db) > 0);
+        check_matches(db);
 
-    /* reference counting */
-    assert_ptr_equal(hsdb_ref(db), db);
-    hsdb_unref(db);
-    check_matches(db);
-    hsdb_unref(db);
+        /* reference counting */
+        assert_ptr_equal(hsdb_ref(db), db);
+        hsdb_unref(db);
+        check_matches(db);
+        hsdb_unref(db);
+    }
     hsdb_unref(NULL);
+}
+
+/* Per target, each field's database holds that target's patterns and nothing else; in one
+ * database every target scans with the same one. */
+static void test_layout_handles(void **state)
+{
+    (void)state;
+    struct sw_err err = {{0}};
+    hs_scratch_t *scratch = NULL;
+    const char *text = "see it http://x.example/pics.zip evil.example bot@x.example a.b";
+    /* ids: 0 R_BODY, 1 R_URL, 2 R_LIT, 3 evil.example, 4 @spim.example, 5 bot@x.example */
+    struct hsdb *db = hsdb_compile(make_ruleset(), HSDB_LAYOUT_PER_TARGET, &err);
+    assert_non_null(db);
+    assert_int_equal(hsdb_alloc_scratch(db, &scratch, &err), SW_OK);
+    assert_true(scan_one(hsdb_handle(db, RULE_BODY), scratch, text) == ((1ull << 0) | (1ull << 2)));
+    assert_true(scan_one(hsdb_handle(db, RULE_URL), scratch, "http://x.example/pics.zip") ==
+                1ull << 1);
+    assert_true(scan_one(hsdb_handle(db, RULE_URL), scratch, text) == 0);
+    assert_true(scan_one(hsdb_handle(db, RULE_DOMAIN), scratch, "evil.example") == 1ull << 3);
+    assert_true(scan_one(hsdb_handle(db, RULE_SENDER), scratch, "bot@x.example") == 1ull << 5);
+    assert_true(scan_one(hsdb_handle(db, RULE_SENDER), scratch, "evil.example") == 0);
+    assert_null(hsdb_handle(db, RULE_TARGET_COUNT));
+    hsdb_unref(db);
+
+    db = hsdb_compile(make_ruleset(), HSDB_LAYOUT_ONE, &err);
+    assert_non_null(db);
+    assert_int_equal(hsdb_alloc_scratch(db, &scratch, &err), SW_OK);
+    for (unsigned t = 0; t < RULE_TARGET_COUNT; t++)
+        assert_ptr_equal(hsdb_handle(db, (enum rule_target)t), hsdb_database(db, 0));
+    assert_true(scan_one(hsdb_handle(db, RULE_BODY), scratch, "see it http://x.example/pics.zip") ==
+                ((1ull << 0) | (1ull << 1)));
+    hsdb_unref(db);
+    hs_free_scratch(scratch);
 }
 
 static void test_targets_mask(void **state)
@@ -111,9 +161,12 @@ static void test_targets_mask(void **state)
     struct sw_err err = {{0}};
     struct ruleset *rs = ruleset_new(NULL);
     assert_int_equal(ruleset_parse_rules(rs, "rule A url 1 /x/", 16, "t.rules", &err), SW_OK);
-    struct hsdb *db = hsdb_compile(rs, &err);
+    struct hsdb *db = hsdb_compile(rs, HSDB_LAYOUT_PER_TARGET, &err);
     assert_non_null(db);
     assert_int_equal(hsdb_targets(db), 1u << RULE_URL);
+    assert_int_equal(hsdb_count(db), 1);
+    assert_non_null(hsdb_handle(db, RULE_URL));
+    assert_null(hsdb_handle(db, RULE_BODY)); /* nothing targets the body: nothing to scan */
     hsdb_unref(db);
 }
 
@@ -124,31 +177,44 @@ static void test_compile_error(void **state)
     struct ruleset *rs = ruleset_new(NULL);
     const char *text = "rule OK body 1 /fine/\n# c\nrule BROKEN body 1 /a(b/\n";
     assert_int_equal(ruleset_parse_rules(rs, text, strlen(text), "bad.rules", &err), SW_OK);
-    assert_null(hsdb_compile(rs, &err)); /* rs freed by hsdb_compile */
+    assert_null(hsdb_compile(rs, HSDB_LAYOUT_PER_TARGET, &err)); /* rs freed by hsdb_compile */
     assert_true(strncmp(err.msg, "bad.rules:3: rule BROKEN: ", 26) == 0);
 
     rs = ruleset_new(NULL);
     text = "rule EMPTYMATCH body 1 /a*/\n";
     assert_int_equal(ruleset_parse_rules(rs, text, strlen(text), "e.rules", &err), SW_OK);
-    assert_null(hsdb_compile(rs, &err));
+    assert_null(hsdb_compile(rs, HSDB_LAYOUT_PER_TARGET, &err));
     assert_true(strncmp(err.msg, "e.rules:1: rule EMPTYMATCH: ", 28) == 0);
-    assert_null(hsdb_compile(NULL, &err));
+    assert_null(hsdb_compile(NULL, HSDB_LAYOUT_PER_TARGET, &err));
+
+    /* a bad pattern in a later database (the URL one, after the body one compiled) still names
+     * its own place, in both layouts: its index in that database is not its rule index */
+    text = "rule B1 body 1 /fine/\nrule B2 body 1 /also fine/\nrule U1 url 1 /ok/\n"
+           "rule U2 url 1 /x(y/\n";
+    for (int k = 0; k < 2; k++) {
+        rs = ruleset_new(NULL);
+        assert_int_equal(ruleset_parse_rules(rs, text, strlen(text), "u.rules", &err), SW_OK);
+        assert_null(hsdb_compile(rs, k ? HSDB_LAYOUT_ONE : HSDB_LAYOUT_PER_TARGET, &err));
+        if (strncmp(err.msg, "u.rules:4: rule U2: ", 20) != 0)
+            fail_msg("layout %d: %s", k, err.msg);
+    }
 }
 
 static void test_empty(void **state)
 {
     (void)state;
     struct sw_err err = {{0}};
-    struct hsdb *db = hsdb_compile(ruleset_new(NULL), &err);
+    struct hsdb *db = hsdb_compile(ruleset_new(NULL), HSDB_LAYOUT_PER_TARGET, &err);
     assert_non_null(db);
     assert_int_equal(hsdb_targets(db), 0);
-    assert_non_null(hsdb_handle(db));
+    assert_int_equal(hsdb_count(db), 1);
+    assert_null(hsdb_handle(db, RULE_BODY));
     hs_scratch_t *scratch = NULL;
     assert_int_equal(hsdb_alloc_scratch(db, &scratch, &err), SW_OK);
     char buf[4096];
     memset(buf, 0, sizeof(buf));
     struct hits h = {0, 0};
-    assert_int_equal(hs_scan(hsdb_handle(db), buf, sizeof(buf), 0, scratch, on_match, &h),
+    assert_int_equal(hs_scan(hsdb_database(db, 0), buf, sizeof(buf), 0, scratch, on_match, &h),
                      HS_SUCCESS);
     assert_int_equal(h.count, 0);
     hs_free_scratch(scratch);
@@ -157,8 +223,9 @@ static void test_empty(void **state)
     char *out = NULL;
     size_t out_len = 0;
     assert_int_equal(hsdb_serialize(db, &out, &out_len, &err), SW_OK);
-    struct hsdb *db2 = hsdb_deserialize(ruleset_new(NULL), out, out_len, &err);
+    struct hsdb *db2 = hsdb_deserialize(ruleset_new(NULL), PT, out, out_len, &err);
     assert_non_null(db2);
+    assert_int_equal(hsdb_count(db2), 1);
     hsdb_unref(db2);
     free(out);
     hsdb_unref(db);
@@ -167,24 +234,99 @@ static void test_empty(void **state)
 static void test_serialize_roundtrip(void **state)
 {
     (void)state;
+    static const enum hsdb_layout layouts[] = {HSDB_LAYOUT_PER_TARGET, HSDB_LAYOUT_ONE};
+    for (size_t k = 0; k < 2; k++) {
+        struct sw_err err = {{0}};
+        struct hsdb *db = hsdb_compile(make_ruleset(), layouts[k], &err);
+        assert_non_null(db);
+        char *out = NULL;
+        size_t out_len = 0;
+        assert_int_equal(hsdb_serialize(db, &out, &out_len, &err), SW_OK);
+        assert_true(out_len > HSDB_HEADER_LEN);
+        assert_memory_equal(out, "SWHSDB01", 8);
+        size_t size = hsdb_size(db);
+        hsdb_unref(db);
+
+        struct hsdb *db2 = hsdb_deserialize(make_ruleset(), layouts[k], out, out_len, &err);
+        if (db2 == NULL)
+            fail_msg("%s", err.msg);
+        assert_true(hsdb_compile_seconds(db2) == 0);
+        assert_int_equal(hsdb_size(db2), size);
+        assert_int_equal(hsdb_count(db2), layouts[k] == HSDB_LAYOUT_ONE ? 1 : 4);
+        assert_int_equal(hsdb_targets(db2), 0xfu);
+        check_matches(db2);
+        hsdb_unref(db2);
+
+        /* a cache of the other layout is refused, so the loader recompiles */
+        assert_null(hsdb_deserialize(make_ruleset(), layouts[1 - k], out, out_len, &err));
+        assert_non_null(strstr(err.msg, "layout check failed"));
+        free(out);
+    }
+}
+
+/* Re-seals a cache file whose payload was edited, so that only the layout check can refuse it. */
+static void reseal(char *buf, size_t len)
+{
+    const char *payload = buf + HSDB_HEADER_LEN;
+    size_t plen = len - HSDB_HEADER_LEN;
+    uint64_t sum = sw_hash64(payload, plen, HSDB_CHECKSUM_SEED);
+    for (int i = 0; i < 8; i++) {
+        buf[HSDB_OFF_PAYLOAD_LEN + i] = (char)((uint64_t)plen >> (8 * i));
+        buf[HSDB_OFF_CHECKSUM + i] = (char)(sum >> (8 * i));
+    }
+}
+
+/* A database table that does not add up is refused before Hyperscan sees a byte of it. */
+static void test_deserialize_bad_table(void **state)
+{
+    (void)state;
     struct sw_err err = {{0}};
-    struct hsdb *db = hsdb_compile(make_ruleset(), &err);
-    assert_non_null(db);
+    struct hsdb *db = hsdb_compile(make_ruleset(), HSDB_LAYOUT_PER_TARGET, &err);
     char *out = NULL;
     size_t out_len = 0;
     assert_int_equal(hsdb_serialize(db, &out, &out_len, &err), SW_OK);
-    assert_true(out_len > HSDB_HEADER_LEN);
-    assert_memory_equal(out, "SWHSDB01", 8);
     hsdb_unref(db);
-
-    struct hsdb *db2 = hsdb_deserialize(make_ruleset(), out, out_len, &err);
-    if (db2 == NULL)
+    char *copy = malloc(out_len + 1);
+    assert_non_null(copy);
+    const size_t table = HSDB_HEADER_LEN + HSDB_PAYLOAD_HEAD;
+    static const struct {
+        size_t off; /* byte to change, from the start of the file */
+        char to;    /* its new value */
+    } edits[] = {
+        {HSDB_HEADER_LEN, 1},                              /* layout: one */
+        {HSDB_HEADER_LEN + 4, 3},                          /* count: 3 of 4 */
+        {HSDB_HEADER_LEN + 4, 5},                          /* count: 5 */
+        {HSDB_HEADER_LEN + 7, 1},                          /* count: 2^24 + 4 */
+        {table, 2},                                        /* first database's targets: url */
+        {table + 4, 1},                                    /* reserved */
+        {table + 8, 0},                                    /* first length shortened */
+        {table + 15, 1},                                   /* first length past the end */
+        {table + 3 * HSDB_PAYLOAD_ENTRY + 15, (char)0x80}, /* last length huge */
+    };
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        memcpy(copy, out, out_len);
+        if (copy[edits[i].off] == edits[i].to)
+            fail_msg("edit %zu changes nothing", i);
+        copy[edits[i].off] = edits[i].to;
+        reseal(copy, out_len);
+        assert_null(hsdb_deserialize(make_ruleset(), PT, copy, out_len, &err));
+        if (strstr(err.msg, "layout check failed") == NULL)
+            fail_msg("edit %zu: '%s'", i, err.msg);
+    }
+    /* a byte past the last database */
+    memcpy(copy, out, out_len);
+    copy[out_len] = 0;
+    reseal(copy, out_len + 1);
+    assert_null(hsdb_deserialize(make_ruleset(), PT, copy, out_len + 1, &err));
+    assert_non_null(strstr(err.msg, "trailing"));
+    /* and the resealed original still loads: the edits, not the sealing, were refused */
+    memcpy(copy, out, out_len);
+    reseal(copy, out_len);
+    db = hsdb_deserialize(make_ruleset(), PT, copy, out_len, &err);
+    if (db == NULL)
         fail_msg("%s", err.msg);
-    assert_true(hsdb_compile_seconds(db2) == 0);
-    assert_true(hsdb_size(db2) > 0);
-    assert_int_equal(hsdb_targets(db2), 0xfu);
-    check_matches(db2);
-    hsdb_unref(db2);
+    hsdb_unref(db);
+    free(copy);
     free(out);
 }
 
@@ -212,7 +354,7 @@ static void test_deserialize_rejects(void **state)
         {HSDB_HEADER_LEN + 100, "checksum check failed"}, /* payload byte */
     };
     struct sw_err err = {{0}};
-    struct hsdb *db = hsdb_compile(make_ruleset(), &err);
+    struct hsdb *db = hsdb_compile(make_ruleset(), PT, &err);
     char *out = NULL;
     size_t out_len = 0;
     assert_int_equal(hsdb_serialize(db, &out, &out_len, &err), SW_OK);
@@ -224,34 +366,34 @@ static void test_deserialize_rejects(void **state)
         memcpy(copy, out, out_len);
         copy[flips[i].off] ^= 0x5a;
         memset(&err, 0, sizeof(err));
-        assert_null(hsdb_deserialize(make_ruleset(), copy, out_len, &err));
+        assert_null(hsdb_deserialize(make_ruleset(), PT, copy, out_len, &err));
         if (strstr(err.msg, flips[i].want) == NULL)
             fail_msg("flip at %zu: '%s', want '%s'", flips[i].off, err.msg, flips[i].want);
     }
 
     /* size: shorter than a header, and one payload byte missing or extra */
-    assert_null(hsdb_deserialize(make_ruleset(), out, HSDB_HEADER_LEN - 1, &err));
+    assert_null(hsdb_deserialize(make_ruleset(), PT, out, HSDB_HEADER_LEN - 1, &err));
     assert_non_null(strstr(err.msg, "size check failed"));
-    assert_null(hsdb_deserialize(make_ruleset(), NULL, 0, &err));
+    assert_null(hsdb_deserialize(make_ruleset(), PT, NULL, 0, &err));
     assert_non_null(strstr(err.msg, "size check failed"));
-    assert_null(hsdb_deserialize(make_ruleset(), out, out_len - 1, &err));
+    assert_null(hsdb_deserialize(make_ruleset(), PT, out, out_len - 1, &err));
     assert_non_null(strstr(err.msg, "payload length check failed"));
     char *longer = malloc(out_len + 1);
     assert_non_null(longer);
     memcpy(longer, out, out_len);
     longer[out_len] = 0;
-    assert_null(hsdb_deserialize(make_ruleset(), longer, out_len + 1, &err));
+    assert_null(hsdb_deserialize(make_ruleset(), PT, longer, out_len + 1, &err));
     assert_non_null(strstr(err.msg, "payload length check failed"));
     free(longer);
 
     /* a different ruleset (one more rule) fails the digest check */
     struct ruleset *rs = make_ruleset();
     assert_int_equal(ruleset_parse_rules(rs, "rule NEW body 1 /new/", 21, "n.rules", &err), SW_OK);
-    assert_null(hsdb_deserialize(rs, out, out_len, &err));
+    assert_null(hsdb_deserialize(rs, PT, out, out_len, &err));
     assert_non_null(strstr(err.msg, "ruleset digest check failed"));
 
     /* the untouched bytes still load */
-    db = hsdb_deserialize(make_ruleset(), out, out_len, &err);
+    db = hsdb_deserialize(make_ruleset(), PT, out, out_len, &err);
     assert_non_null(db);
     hsdb_unref(db);
     free(copy);
@@ -516,11 +658,13 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compile_and_scan),
+        cmocka_unit_test(test_layout_handles),
         cmocka_unit_test(test_targets_mask),
         cmocka_unit_test(test_compile_error),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_serialize_roundtrip),
         cmocka_unit_test(test_deserialize_rejects),
+        cmocka_unit_test(test_deserialize_bad_table),
         cmocka_unit_test_setup_teardown(test_ruleload_cache, setup_dirs, teardown_dirs),
         cmocka_unit_test_setup_teardown(test_ruleload_limits, setup_dirs, teardown_dirs),
         cmocka_unit_test(test_hash_values_stable),

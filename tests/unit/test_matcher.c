@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "matcher/matcher.h"
+#include "matcher/reputation.h"
 #include "matcher/rules.h"
 #include "proxy/ruleload.h"
 
@@ -51,7 +52,7 @@ static struct hsdb *compile_or_fail(const char *rules, const char *dblock, const
         ruleset_parse_list(rs, RULE_KIND_SENDER_ALLOW, sallow, strlen(sallow),
                            "senders-allow.txt", &err) != SW_OK)
         fail_msg("parse list: %s", err.msg);
-    struct hsdb *db = hsdb_compile(rs, &err);
+    struct hsdb *db = hsdb_compile(rs, HSDB_LAYOUT_PER_TARGET, &err);
     if (db == NULL)
         fail_msg("compile: %s", err.msg);
     return db;
@@ -630,7 +631,7 @@ static void test_config_check(void **state)
 
 /* --- the default rule set against the shipped samples ---------------------------------- */
 
-static struct hsdb *load_default_db(void)
+static struct hsdb *load_default_db_as(enum hsdb_layout layout)
 {
     const char *src = getenv("SW_SOURCE_DIR");
     char rules[4096], lists[4096];
@@ -638,12 +639,17 @@ static struct hsdb *load_default_db(void)
     struct ruleload_info info;
     snprintf(rules, sizeof(rules), "%s/conf/rules", src ? src : ".");
     snprintf(lists, sizeof(lists), "%s/conf/lists", src ? src : ".");
-    struct ruleload_opts o = {.rules_dir = rules, .lists_dir = lists};
+    struct ruleload_opts o = {.rules_dir = rules, .lists_dir = lists, .layout = layout};
     memset(&info, 0, sizeof(info));
     struct hsdb *db = ruleload_build(&o, &info, &err);
     if (db == NULL)
         fail_msg("default rules: %s", err.msg);
     return db;
+}
+
+static struct hsdb *load_default_db(void)
+{
+    return load_default_db_as(HSDB_LAYOUT_PER_TARGET);
 }
 
 static FILE *open_sample(const char *name)
@@ -744,6 +750,97 @@ static void test_default_rules_samples(void **state)
     hsdb_unref(db);
 }
 
+/* A database per target and one database for everything give the same verdicts, reasons and
+ * details: the layout changes what each scan pays for, never what it finds. Run over every
+ * shipped sample, from senders on and off the default lists, with links to listed, shortener
+ * and unlisted hosts appended, through the same reputation history. */
+static void test_layouts_same_verdicts(void **state)
+{
+    (void)state;
+    struct sw_err err = {{0}};
+    struct matcher_config cfg;
+    matcher_config_defaults(&cfg);
+    struct hsdb *dbs[2] = {load_default_db_as(HSDB_LAYOUT_PER_TARGET),
+                           load_default_db_as(HSDB_LAYOUT_ONE)};
+    assert_true(hsdb_count(dbs[0]) > 1);
+    assert_int_equal(hsdb_count(dbs[1]), 1);
+    struct matcher *ms[2];
+    struct matcher_ctx *ctxs[2];
+    struct rep *reps[2];
+    for (int k = 0; k < 2; k++) {
+        ms[k] = matcher_new(dbs[k], &cfg, &err);
+        assert_non_null(ms[k]);
+        ctxs[k] = matcher_ctx_new();
+        assert_non_null(ctxs[k]);
+        reps[k] = rep_new(&cfg.rep, &err);
+        assert_non_null(reps[k]);
+    }
+    /* off the lists; sender block list (address, then domain); sender allow list; a sender
+     * at a blocked domain */
+    static const char *const senders[] = {"friend@example.net", "spimbot@example.invalid",
+                                          "X@Spim-Farm.invalid", "alerts@monitoring.invalid",
+                                          "someone@bashtel.ru"};
+    /* none; a shortener; an allowed host; an archive on a free TLD; an executable with a
+     * double extension on a blocked domain */
+    static const char *const tails[] = {"", " http://bit.ly/abc", " https://www.youtube.com/watch",
+                                        " www.free-pics.tk/album.zip",
+                                        " http://jabber.cd/photo.jpg.exe"};
+    enum {
+        N_SENDERS = sizeof(senders) / sizeof(senders[0]),
+        N_TAILS = sizeof(tails) / sizeof(tails[0])
+    };
+    static const char *const files[] = {"spim_samples.txt", "ham_samples.txt"};
+    char line[8192], body[8400];
+    unsigned compared = 0, flagged = 0;
+    uint64_t now = 1000;
+    for (int fi = 0; fi < 2; fi++) {
+        FILE *fp = open_sample(files[fi]);
+        while (fgets(line, sizeof(line), fp) != NULL) {
+            line[strcspn(line, "\r\n")] = '\0';
+            if (line[0] == '\0' || line[0] == '#')
+                continue;
+            char *tab = strchr(line, '\t');
+            const char *text = tab != NULL ? tab + 1 : line;
+            for (unsigned si = 0; si < N_SENDERS; si++) {
+                snprintf(body, sizeof(body), "%s%s", text,
+                         tails[(compared / N_SENDERS + si) % N_TAILS]);
+                struct matcher_msg msg = {.sender = senders[si],
+                                          .sender_len = strlen(senders[si]),
+                                          .recipient = "me@example.org",
+                                          .recipient_len = 14,
+                                          .ip = "192.0.2.7",
+                                          .ip_len = 9,
+                                          .body = body,
+                                          .body_len = strlen(body),
+                                          .now_ms = now += 250};
+                struct verdict v[2];
+                for (int k = 0; k < 2; k++)
+                    assert_int_equal(matcher_classify(ctxs[k], ms[k], reps[k], &msg, &v[k], &err),
+                                     SW_OK);
+                assert_int_equal(v[0].action, v[1].action);
+                assert_true(v[0].score == v[1].score);
+                assert_int_equal(v[0].n_reasons, v[1].n_reasons);
+                for (unsigned i = 0; i < v[0].n_reasons; i++) {
+                    assert_string_equal(v[0].reasons[i].id, v[1].reasons[i].id);
+                    assert_string_equal(v[0].reasons[i].detail, v[1].reasons[i].detail);
+                }
+                compared++;
+                flagged += v[0].action != VERDICT_PASS;
+            }
+        }
+        fclose(fp);
+    }
+    /* the comparison saw both outcomes, plenty of each */
+    assert_true(compared >= 400);
+    assert_true(flagged >= 100 && compared - flagged >= 50); /* 540 and 467 when written */
+    for (int k = 0; k < 2; k++) {
+        rep_free(reps[k]);
+        matcher_ctx_free(ctxs[k]);
+        matcher_unref(ms[k]);
+        hsdb_unref(dbs[k]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -757,8 +854,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fanout_and_quarantine, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_recipient_is_not_fanout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_campaign, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_short_shared_link_is_not_campaign, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_short_shared_link_is_not_campaign, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_domain_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_field_cache_same_verdicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_ip_needs_evidence, setup, teardown),
@@ -766,6 +862,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_history_needs_evidence, setup, teardown),
         cmocka_unit_test(test_config_check),
         cmocka_unit_test(test_default_rules_samples),
+        cmocka_unit_test(test_layouts_same_verdicts),
     };
     return cmocka_run_group_tests_name("matcher", tests, NULL, NULL);
 }

@@ -31,6 +31,7 @@
 /* Distinct hits kept per message; more are still scored (see struct verdict). */
 #define MATCHER_MAX_HITS 64
 #define MATCHER_FIELD_CACHE_CEIL (1u << 20)
+#define MATCHER_DOMAIN_CACHE_CEIL (1u << 16)
 /* Bytes of the body matcher_classify() starts fetching on entry (see there). */
 #define MATCHER_BODY_PREFETCH 512
 /* Rule ids one cached field result holds; a field with more hits is simply not cached. */
@@ -80,6 +81,7 @@ struct matcher_ctx {
     struct url_set *urls;
     unsigned urls_max;
     size_t urls_arena;
+    unsigned urls_dcache;        /* domain cache slots of urls */
     struct fcache_entry *fcache; /* 64-byte aligned; fcache_slots entries */
     unsigned fcache_slots;
     unsigned fcache_set_mask;  /* sets - 1; a set is FCACHE_WAYS entries */
@@ -111,6 +113,7 @@ void matcher_config_defaults(struct matcher_config *cfg)
     cfg->max_text = 65536;
     cfg->url_arena = 8192;
     cfg->field_cache_slots = 65536;
+    cfg->domain_cache_slots = 1024;
     cfg->score_domain_block = 10;
     cfg->score_domain_allow = -2;
     cfg->score_sender_block = 20;
@@ -158,6 +161,12 @@ int matcher_config_check(const struct matcher_config *cfg, struct sw_err *err)
                           "matcher: field_cache_slots must be 0 or a power of two up to %u "
                           "(got %u)",
                           MATCHER_FIELD_CACHE_CEIL, cfg->field_cache_slots);
+    if (cfg->domain_cache_slots > MATCHER_DOMAIN_CACHE_CEIL ||
+        (cfg->domain_cache_slots & (cfg->domain_cache_slots - 1)) != 0)
+        return sw_err_set(err,
+                          "matcher: domain_cache_slots must be 0 or a power of two up to %u "
+                          "(got %u)",
+                          MATCHER_DOMAIN_CACHE_CEIL, cfg->domain_cache_slots);
     if (cfg->url_arena < 256 || cfg->url_arena > MATCHER_URL_ARENA_CEIL)
         return sw_err_set(err, "matcher: url_arena must be 256..%u bytes (got %zu)",
                           MATCHER_URL_ARENA_CEIL, cfg->url_arena);
@@ -316,14 +325,16 @@ static int ctx_prepare(struct matcher_ctx *ctx, const struct matcher *m, struct 
         ctx->norm_cap = m->cfg.max_text;
     }
     if (ctx->urls == NULL || ctx->urls_max != m->cfg.max_urls ||
-        ctx->urls_arena != m->cfg.url_arena) {
-        struct url_set *u = url_set_new(m->cfg.max_urls, m->cfg.url_arena);
+        ctx->urls_arena != m->cfg.url_arena || ctx->urls_dcache != m->cfg.domain_cache_slots) {
+        struct url_set *u =
+            url_set_new(m->cfg.max_urls, m->cfg.url_arena, m->cfg.domain_cache_slots);
         if (u == NULL)
             return sw_err_set(err, "matcher: out of memory");
         url_set_free(ctx->urls);
         ctx->urls = u;
         ctx->urls_max = m->cfg.max_urls;
         ctx->urls_arena = m->cfg.url_arena;
+        ctx->urls_dcache = m->cfg.domain_cache_slots;
     }
     ctx->serial = m->serial;
     return SW_OK;

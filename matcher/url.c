@@ -47,12 +47,12 @@ static const psl_ctx_t *psl_get(void)
     return psl_ctx;
 }
 
-/* libpsl's registrable-domain lookup costs 0.6-3 us per host, and link hosts repeat (a
- * campaign, a popular site), so each set keeps a small direct-mapped cache of host -> offset of
- * its registrable domain. Entries hold the whole host and are compared byte for byte, so a hash
+/* libpsl's registrable-domain lookup costs ~0.5 us per host (0.6-3 us on the first sight of a
+ * suffix), and link hosts repeat (a campaign, a popular site), so each set keeps a
+ * direct-mapped cache of host -> offset of its registrable domain (matcher.domain_cache slots,
+ * 64 bytes each). Entries hold the whole host and are compared byte for byte, so a hash
  * collision can only cost a lookup, never give a wrong domain. Hosts longer than DC_HOST_MAX
  * are not cached. */
-#define DC_SLOTS 256
 #define DC_HOST_MAX 62
 
 struct url_domain_entry {
@@ -62,7 +62,8 @@ struct url_domain_entry {
 };
 
 struct url_domain_cache {
-    struct url_domain_entry e[DC_SLOTS];
+    uint32_t mask; /* slots - 1 */
+    struct url_domain_entry e[];
 };
 
 static size_t domain_offset(struct url_set *set, const char *host, size_t hn)
@@ -72,7 +73,7 @@ static size_t domain_offset(struct url_set *set, const char *host, size_t hn)
         uint32_t h = 2166136261u;
         for (size_t i = 0; i < hn; i++)
             h = (h ^ (unsigned char)host[i]) * 16777619u;
-        e = &set->dcache->e[h & (DC_SLOTS - 1)];
+        e = &set->dcache->e[h & set->dcache->mask];
         if (e->len == hn && memcmp(e->host, host, hn) == 0)
             return e->dom;
     }
@@ -86,15 +87,23 @@ static size_t domain_offset(struct url_set *set, const char *host, size_t hn)
     return off;
 }
 
-struct url_set *url_set_new(unsigned max_urls, size_t arena_bytes)
+struct url_set *url_set_new(unsigned max_urls, size_t arena_bytes, unsigned domain_cache_slots)
 {
+    if (domain_cache_slots & (domain_cache_slots - 1))
+        return NULL; /* not a power of two */
     struct url_set *set = calloc(1, sizeof(*set));
     if (set == NULL)
         return NULL;
     set->items = calloc(max_urls > 0 ? max_urls : 1, sizeof(*set->items));
     set->arena = malloc(arena_bytes > 0 ? arena_bytes : 1);
-    set->dcache = calloc(1, sizeof(*set->dcache));
-    if (set->items == NULL || set->arena == NULL || set->dcache == NULL) {
+    if (domain_cache_slots > 0) {
+        set->dcache = calloc(1, sizeof(*set->dcache) +
+                                    (size_t)domain_cache_slots * sizeof(set->dcache->e[0]));
+        if (set->dcache != NULL)
+            set->dcache->mask = domain_cache_slots - 1;
+    }
+    if (set->items == NULL || set->arena == NULL ||
+        (domain_cache_slots > 0 && set->dcache == NULL)) {
         url_set_free(set);
         return NULL;
     }

@@ -48,12 +48,14 @@ struct url_set {
     unsigned dropped; /* links seen beyond max, or that did not fit the arena */
     char *arena;
     size_t arena_cap, arena_used;
-    struct url_domain_cache *dcache; /* per set, so per thread; fixed size */
+    struct url_domain_cache *dcache; /* per set, so per thread; NULL: off */
 };
 
-/* Allocates a set for at most max_urls items with an arena of arena_bytes for their strings.
- * Returns NULL on allocation failure. Free with url_set_free(). One per thread. */
-struct url_set *url_set_new(unsigned max_urls, size_t arena_bytes);
+/* Allocates a set for at most max_urls items with an arena of arena_bytes for their strings and
+ * a cache of the registrable domains of domain_cache_slots hosts (0 or a power of two; 0: none).
+ * Returns NULL on allocation failure or a slot count that is not a power of two. Free with
+ * url_set_free(). One per thread. */
+struct url_set *url_set_new(unsigned max_urls, size_t arena_bytes, unsigned domain_cache_slots);
 void url_set_free(struct url_set *set);
 
 /* Extracts the links of text[0..len) (normalised text, see text.h) into set, replacing what it

@@ -84,12 +84,13 @@ static void check_item(const struct url_item *it, const char *text, size_t len)
 }
 
 /* The URL sets an input picks from by its first byte: a roomy one, and one so small that its
- * link and arena limits are hit. Made on first use. */
+ * link and arena limits are hit and its one domain-cache slot keeps changing hands. Made on
+ * first use. */
 static struct url_set *pick_set(struct url_set *sets[2], uint8_t first)
 {
     if (sets[0] == NULL) {
-        sets[0] = url_set_new(16, 8192);
-        sets[1] = url_set_new(2, 64);
+        sets[0] = url_set_new(16, 8192, 1024);
+        sets[1] = url_set_new(2, 64, 1);
         if (sets[0] == NULL || sets[1] == NULL)
             abort();
     }

@@ -63,7 +63,7 @@ static void test_overrides(void **state)
                        "limits = { buffer_size = 8192; max_per_ip = 7; };\n"
                        "timeouts = { idle = 30; };\n"
                        "matcher = { tag_threshold = 4.0; drop_threshold = 9.0;\n"
-                       "  url_arena = 4096; field_cache = 1024; };\n"
+                       "  url_arena = 4096; field_cache = 1024; domain_cache = 64; };\n"
                        "tls = { min_version = \"TLSv1.3\"; session_tickets = false; };\n"
                        "listeners = ( { name = \"a\"; protocol = \"tcp\"; bind = \"[::1]:15222\";\n"
                        "  limits = { high_watermark = 4096; };\n"
@@ -75,6 +75,7 @@ static void test_overrides(void **state)
     assert_int_equal(cfg->workers, 3);
     assert_int_equal(cfg->matcher.url_arena, 4096);
     assert_int_equal(cfg->matcher.field_cache_slots, 1024);
+    assert_int_equal(cfg->matcher.domain_cache_slots, 64);
     assert_int_equal(cfg->tls.min_version, TLS1_3_VERSION);
     assert_false(cfg->tls.session_tickets);
     const struct config_listener *l = &cfg->listeners[0];
@@ -204,6 +205,8 @@ static const struct error_case error_cases[] = {
     {"matcher = { tag_threshold = 12.0; };\n" LISTENER, "t.conf:1: matcher:"},
     {"matcher = { field_cache = 1000; };\n" LISTENER,
      "t.conf:1: matcher: matcher: field_cache_slots must be 0 or a power of two"},
+    {"matcher = { domain_cache = 100; };\n" LISTENER,
+     "t.conf:1: matcher: matcher: domain_cache_slots must be 0 or a power of two"},
     {"matcher = { url_arena = 100; };\n" LISTENER, "t.conf:1: url_arena: 100 is out of range"},
 };
 

@@ -144,6 +144,19 @@ static void term_cb(struct ev_loop *loop, ev_signal *sig, int revents)
     ev_timer_start(loop, &d->poll);
 }
 
+/* Why the compiled-rules cache was not used or not written, so that an operator sees a cache that
+ * keeps being recompiled (a format or Hyperscan upgrade, another CPU, a read-only directory). A
+ * cache file that does not exist yet is not worth a line. */
+static void log_rules_cache(const struct ruleload_info *info)
+{
+    if (info->cache_reject[0] != '\0' && strstr(info->cache_reject, "no cache file") == NULL)
+        LOG_UNLIMITED(LOG_MOD_MAIN, LOG_LEVEL_INFO, 0, 0, "rules_cache_rejected", "reason=%s",
+                      info->cache_reject);
+    if (info->cache_write_error[0] != '\0')
+        LOG_UNLIMITED(LOG_MOD_MAIN, LOG_LEVEL_WARN, 0, 0, "rules_cache_not_written", "error=%s",
+                      info->cache_write_error);
+}
+
 static void hup_cb(struct ev_loop *loop, ev_signal *sig, int revents)
 {
     struct daemon *d = sig->data;
@@ -176,6 +189,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *sig, int revents)
     LOG_UNLIMITED(LOG_MOD_MAIN, LOG_LEVEL_INFO, 0, 0, "reload_ok",
                   "generation=%llu rules=%zu from_cache=%d", (unsigned long long)rt->generation,
                   rt->rules_info.n_rules, (int)rt->rules_info.from_cache);
+    log_rules_cache(&rt->rules_info);
 }
 
 static int check_config(const char *path)
@@ -189,6 +203,11 @@ static int check_config(const char *path)
     }
     printf("configuration OK: %s (%u listeners, %zu rules, %u workers)\n", path,
            rt->cfg->n_listeners, rt->rules_info.n_rules, rt->cfg->workers);
+    const struct ruleload_info *ri = &rt->rules_info;
+    if (ri->cache_reject[0] != '\0' && strstr(ri->cache_reject, "no cache file") == NULL)
+        printf("rules cache not used, compiled again: %s\n", ri->cache_reject);
+    if (ri->cache_write_error[0] != '\0')
+        printf("rules cache not written: %s\n", ri->cache_write_error);
     runtime_unref(rt);
     return 0;
 }
@@ -214,6 +233,7 @@ static int run(const char *path)
                   "rules=%zu files=%u from_cache=%d compile_s=%.3f", d.rt->rules_info.n_rules,
                   d.rt->rules_info.n_files, (int)d.rt->rules_info.from_cache,
                   d.rt->rules_info.compile_seconds);
+    log_rules_cache(&d.rt->rules_info);
 
     const char *names[CONFIG_MAX_LISTENERS];
     for (unsigned i = 0; i < cfg->n_listeners; i++)

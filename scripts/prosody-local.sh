@@ -14,6 +14,17 @@ dir=${2:?DIR missing}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
+# Whether process $1 exists and is not a zombie: a SIGKILLed Prosody whose parent has gone may
+# stay one for a while, and kill -0 still succeeds on it.
+alive() {
+    [ -n "$1" ] && [ -r "/proc/$1/stat" ] &&
+        [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1)" != Z ]
+}
+# Whether process $1 is this directory's Prosody, running.
+running() {
+    alive "$1" && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$dir/prosody.cfg.lua"
+}
+
 case "$cmd" in
 stop)
     if [ -f "$dir/prosody.pid" ]; then
@@ -22,7 +33,15 @@ stop)
     fi
     exit 0
     ;;
-start) ;;
+start)
+    # a second instance could not bind the port, yet would find the first one's "Activated"
+    # line in the log and take over its pid file, orphaning the running one
+    if [ -f "$dir/prosody.pid" ] && running "$(cat "$dir/prosody.pid")"; then
+        echo "prosody-local.sh: a prosody for $dir is already running (pid $(cat "$dir/prosody.pid")," \
+            "perhaps from another scripts/run.sh); stop that first, or run: $0 stop $dir" >&2
+        exit 1
+    fi
+    ;;
 *) echo "prosody-local.sh: unknown command $cmd" >&2; exit 2 ;;
 esac
 
@@ -65,16 +84,20 @@ for acct in "$@"; do
     prosodyctl --config "$dir/prosody.cfg.lua" register "$user" localhost "$pass" \
         >/dev/null 2>&1
 done
+: >"$dir/prosody.log" # the wait below must see this instance's lines only
 prosody --config "$dir/prosody.cfg.lua" >"$dir/prosody.out" 2>&1 &
-echo $! >"$dir/prosody.pid"
-# wait until it listens
+pid=$!
+echo $pid >"$dir/prosody.pid"
+# wait until it listens, or stops trying
 i=0
-while [ $i -lt 50 ]; do
+while [ $i -lt 50 ] && alive $pid; do
     if grep -q "Activated service 'c2s' on" "$dir/prosody.log" 2>/dev/null; then
         exit 0
     fi
     sleep 0.1
     i=$((i + 1))
 done
+kill $pid 2>/dev/null || true
+rm -f "$dir/prosody.pid"
 echo "prosody-local.sh: prosody did not start; see $dir/prosody.log and $dir/prosody.out" >&2
 exit 1

@@ -310,6 +310,38 @@ def closed_within(sock, seconds):
 
 
 class ProxyCore(unittest.TestCase):
+    def test_check_config_reports_rules_cache(self):
+        # a missing cache file is written silently; a cache of another format is reported,
+        # compiled again and rewritten; the rewritten one is used without a word
+        cache = H.path("rules.hsdb")
+        conf = H.path("cache.conf")
+        with open(conf, "w") as f:
+            f.write(config_text().replace(
+                'matcher = { rules_dir = "%s/rules"; };' % H.tmp,
+                'matcher = { rules_dir = "%s/rules"; cache = "%s"; };' % (H.tmp, cache)))
+
+        def check():
+            out = subprocess.run([SPIMWALL, "--check-config", conf], capture_output=True,
+                                 text=True)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("configuration OK", out.stdout)
+            return out.stdout
+
+        self.assertFalse(os.path.exists(cache))
+        self.assertNotIn("rules cache", check())
+        with open(cache, "rb") as f:
+            data = bytearray(f.read())
+        self.assertEqual(data[:8], b"SWHSDB01")
+        self.assertEqual(struct.unpack_from("<I", data, 8)[0], 2)  # format 2
+        data[8] = 1
+        with open(cache, "wb") as f:
+            f.write(data)
+        self.assertIn("rules cache not used, compiled again: %s: hsdb cache: format version "
+                      "check failed (file 1, expected 2)" % cache, check())
+        self.assertNotIn("rules cache", check())
+        with open(cache, "rb") as f:
+            self.assertEqual(struct.unpack_from("<I", f.read(12), 8)[0], 2)
+
     def test_plain_relay_sha256(self):
         data = os.urandom(BIG)
         s = socket.create_connection(("127.0.0.1", PORTS["plain"]))

@@ -16,6 +16,8 @@
 
 #include "matcher/cpu.h"
 #include "matcher/hash.h"
+#include "protocols/utf8.h"
+#include "protocols/xmlref.h"
 #if defined(SW_HAVE_AVX2_PATHS)
 #include <immintrin.h>
 #endif
@@ -67,84 +69,6 @@ static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
         return 4;
     }
     return 0;
-}
-
-static size_t utf8_encode(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/* Parses an entity or character reference at s[0] == '&'. Returns its length and sets *cp, or
- * 0 if it is not a complete, valid reference (then '&' is an ordinary character). */
-static size_t entity_decode(const char *s, size_t len, uint32_t *cp)
-{
-    static const struct {
-        const char *name;
-        size_t len;
-        uint32_t cp;
-    } named[] = {{"&amp;", 5, '&'},
-                 {"&lt;", 4, '<'},
-                 {"&gt;", 4, '>'},
-                 {"&quot;", 6, '"'},
-                 {"&apos;", 6, '\''}};
-
-    if (len >= 2 && s[1] != '#') {
-        for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
-            if (len >= named[i].len && memcmp(s, named[i].name, named[i].len) == 0) {
-                *cp = named[i].cp;
-                return named[i].len;
-            }
-        }
-        return 0;
-    }
-    if (len < 4)
-        return 0;
-    size_t i = 2;
-    uint32_t v = 0;
-    unsigned digits = 0;
-    bool hex = (s[2] | 0x20) == 'x'; /* HTML takes "&#X41;" too, and so do spimmers */
-    if (hex)
-        i++;
-    for (; i < len && digits <= 8; i++, digits++) {
-        char c = s[i];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (hex && c >= 'a' && c <= 'f')
-            d = (unsigned)(c - 'a' + 10);
-        else if (hex && c >= 'A' && c <= 'F')
-            d = (unsigned)(c - 'A' + 10);
-        else
-            break;
-        v = v * (hex ? 16u : 10u) + d;
-        if (v > 0x10ffff)
-            return 0;
-    }
-    if (digits == 0 || i >= len || s[i] != ';')
-        return 0;
-    if (v == 0 || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return i + 1;
 }
 
 static bool is_invisible(uint32_t cp)
@@ -245,7 +169,7 @@ static size_t next_char(const char *s, size_t len, size_t i, uint32_t *cp, bool 
 {
     *entity = false;
     if (s[i] == '&') {
-        size_t n = entity_decode(s + i, len - i, cp);
+        size_t n = xml_ref(s + i, len - i, XMLREF_UPPER_X, cp);
         if (n > 0) {
             *entity = true;
             return n;

@@ -87,30 +87,6 @@ static long jp_read_u4(struct jsonl_parser *jp, size_t at)
     return v;
 }
 
-static size_t utf8_encode(unsigned long cp, unsigned char out[4])
-{
-    if (cp < 0x80) {
-        out[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (unsigned char)(0xc0 | (cp >> 6));
-        out[1] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (unsigned char)(0xe0 | (cp >> 12));
-        out[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        out[2] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (unsigned char)(0xf0 | (cp >> 18));
-    out[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-    out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-    out[3] = (unsigned char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* Parses the string starting at the '"' at pos. With out == NULL the string is only
  * validated; otherwise it is decoded into out[0..cap) and NUL-terminated, *out_len set. */
 static int jp_string(struct jsonl_parser *jp, char *out, size_t cap, size_t *out_len)
@@ -168,7 +144,7 @@ static int jp_string(struct jsonl_parser *jp, char *out, size_t cap, size_t *out
                 } else {
                     cp = (unsigned long)u;
                 }
-                k = utf8_encode(cp, buf);
+                k = utf8_encode((uint32_t)cp, (char *)buf);
                 jp->pos += 4;
                 break;
             }

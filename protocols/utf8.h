@@ -3,6 +3,7 @@
 #define SW_PROTOCOLS_UTF8_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Length of the well-formed UTF-8 sequence at s[0..avail) (avail >= 1), per Unicode Table 3-7
  * (no overlongs, no surrogates, nothing above U+10FFFF); or, if it is ill-formed, minus the
@@ -34,6 +35,32 @@ static inline long utf8_unit(const unsigned char *s, size_t avail)
             return -(long)i;
     }
     return (long)n;
+}
+
+/* Writes code point cp (at most U+10FFFF, not a surrogate) as UTF-8 to out; returns its length,
+ * 1 to 4. */
+static inline size_t utf8_encode(uint32_t cp, char out[4])
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
 }
 
 #endif

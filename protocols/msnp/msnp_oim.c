@@ -18,6 +18,8 @@
 
 #include "protocols/ascii.h"
 #include "protocols/msnp/msnp_b64.h"
+#include "protocols/utf8.h"
+#include "protocols/xmlref.h"
 
 void msnp_oim_limits_default(struct msnp_oim_limits *lim)
 {
@@ -263,54 +265,10 @@ static void put(struct dout *d, uint8_t c)
 
 static void put_cp(struct dout *d, uint32_t c)
 {
-    if (c < 0x80) {
-        put(d, (uint8_t)c);
-    } else if (c < 0x800) {
-        put(d, (uint8_t)(0xC0 | (c >> 6)));
-        put(d, (uint8_t)(0x80 | (c & 0x3F)));
-    } else if (c < 0x10000) {
-        put(d, (uint8_t)(0xE0 | (c >> 12)));
-        put(d, (uint8_t)(0x80 | ((c >> 6) & 0x3F)));
-        put(d, (uint8_t)(0x80 | (c & 0x3F)));
-    } else {
-        put(d, (uint8_t)(0xF0 | (c >> 18)));
-        put(d, (uint8_t)(0x80 | ((c >> 12) & 0x3F)));
-        put(d, (uint8_t)(0x80 | ((c >> 6) & 0x3F)));
-        put(d, (uint8_t)(0x80 | (c & 0x3F)));
-    }
-}
-
-/* An XML entity at s[0..n) (s[0] == '&'): its code point and length, or false. */
-static bool entity(const uint8_t *s, size_t n, uint32_t *cp, size_t *adv)
-{
-    static const struct {
-        const char *name;
-        uint32_t cp;
-    } named[] = {{"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}, {"&quot;", '"'}, {"&apos;", '\''}};
-    for (size_t k = 0; k < sizeof(named) / sizeof(named[0]); k++) {
-        size_t l = strlen(named[k].name);
-        if (n >= l && memcmp(s, named[k].name, l) == 0) {
-            *cp = named[k].cp;
-            *adv = l;
-            return true;
-        }
-    }
-    if (n < 4 || s[1] != '#')
-        return false;
-    bool hex = s[2] == 'x';
-    uint32_t v = 0;
-    size_t i = hex ? 3 : 2, d0 = i;
-    for (; i < n && i - d0 < 8 && s[i] != ';'; i++) {
-        int h = hex ? sw_hex_val(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
-        if (h < 0)
-            return false;
-        v = v * (hex ? 16 : 10) + (uint32_t)h;
-    }
-    if (i == d0 || i >= n || s[i] != ';' || v == 0 || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        return false;
-    *cp = v;
-    *adv = i + 1;
-    return true;
+    char u[4];
+    size_t n = utf8_encode(c, u);
+    for (size_t k = 0; k < n; k++)
+        put(d, (uint8_t)u[k]);
 }
 
 enum charset { CS_UTF8, CS_LATIN1, CS_OTHER };
@@ -438,7 +396,7 @@ int msnp_oim_decode(const uint8_t *src, size_t len, char *out, size_t cap, size_
         after_word = false;
         uint32_t cp;
         size_t adv;
-        if (src[i] == '&' && entity(src + i, len - i, &cp, &adv)) {
+        if (src[i] == '&' && (adv = xml_ref((const char *)src + i, len - i, 0, &cp)) > 0) {
             put_cp(&d, cp);
             i += adv;
             continue;

@@ -3,7 +3,8 @@
 
 #include <string.h>
 
-#include "protocols/ascii.h"
+#include "protocols/utf8.h"
+#include "protocols/xmlref.h"
 
 static void put(char *out, size_t cap, size_t *n, char c)
 {
@@ -12,68 +13,19 @@ static void put(char *out, size_t cap, size_t *n, char c)
     (*n)++;
 }
 
-static void put_utf8(char *out, size_t cap, size_t *n, unsigned long cp)
-{
-    if (cp < 0x80) {
-        put(out, cap, n, (char)cp);
-    } else if (cp < 0x800) {
-        put(out, cap, n, (char)(0xC0 | (cp >> 6)));
-        put(out, cap, n, (char)(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-        put(out, cap, n, (char)(0xE0 | (cp >> 12)));
-        put(out, cap, n, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        put(out, cap, n, (char)(0x80 | (cp & 0x3F)));
-    } else {
-        put(out, cap, n, (char)(0xF0 | (cp >> 18)));
-        put(out, cap, n, (char)(0x80 | ((cp >> 12) & 0x3F)));
-        put(out, cap, n, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        put(out, cap, n, (char)(0x80 | (cp & 0x3F)));
-    }
-}
-
-/* Decodes the reference starting at raw[i] == '&'. Returns the bytes it spans (0 if it is not
- * a valid reference: the caller copies the '&' through). */
+/* Decodes the reference starting at raw[i] == '&' (xml_ref()). Returns the bytes it spans (0 if
+ * it is not a valid reference: the caller copies the '&' through). */
 static size_t decode_ref(const char *raw, size_t len, size_t i, char *out, size_t cap, size_t *n)
 {
-    const char *semi = memchr(raw + i, ';', len - i < 12 ? len - i : 12);
-    if (semi == NULL)
-        return 0;
-    size_t rl = (size_t)(semi - (raw + i)) + 1; /* "&...;" */
-    const char *r = raw + i + 1;
-    size_t nl = rl - 2;
-    static const struct {
-        const char *name;
-        char c;
-    } pre[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
-    if (nl >= 2 && r[0] == '#') {
-        unsigned long cp = 0;
-        size_t k = 1;
-        int hex = r[1] == 'x';
-        if (hex)
-            k = 2;
-        if (k >= nl)
-            return 0;
-        for (; k < nl; k++) {
-            char c = r[k];
-            int d = hex ? sw_hex_val(c) : c >= '0' && c <= '9' ? c - '0' : -1;
-            if (d < 0)
-                return 0;
-            cp = cp * (hex ? 16 : 10) + (unsigned)d;
-            if (cp > 0x10FFFF)
-                return 0;
-        }
-        if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        put_utf8(out, cap, n, cp);
-        return rl;
+    uint32_t cp;
+    size_t rl = xml_ref(raw + i, len - i, 0, &cp);
+    if (rl > 0) {
+        char u[4];
+        size_t ul = utf8_encode(cp, u);
+        for (size_t k = 0; k < ul; k++)
+            put(out, cap, n, u[k]);
     }
-    for (size_t k = 0; k < sizeof(pre) / sizeof(pre[0]); k++) {
-        if (strlen(pre[k].name) == nl && memcmp(pre[k].name, r, nl) == 0) {
-            put(out, cap, n, pre[k].c);
-            return rl;
-        }
-    }
-    return 0;
+    return rl;
 }
 
 /* Skips a tag starting at raw[i] == '<' (not a CDATA section), honouring quoted attribute

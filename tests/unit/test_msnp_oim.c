@@ -360,6 +360,9 @@ static void test_decode(void **state)
                  "&#0; &#xD800; &#x110000; &#; &#x; "
                  "&#12 &bogus; &");
     check_decode("www.evil-pics.example&#47;pics.zip", "www.evil-pics.example/pics.zip");
+    /* leading zeros, any number of them */
+    check_decode("&#0000000000000000102;ree &#x00000000000070;ics &#x00000000110000;",
+                 "free pics &#x00000000110000;");
 
     /* the output bound: cut at cap with SW_ERROR */
     const char *s = "=?utf-8?B?bG9sIHNlZSBpdA==?=";

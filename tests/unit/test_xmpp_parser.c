@@ -736,6 +736,13 @@ static void test_decode_escape(void **state)
     /* malformed input is copied through */
     n = xmpp_decode("&bogus; &#xZZ; &", 16, out, sizeof(out));
     assert_memory_equal(out, "&bogus; &#xZZ; &", n);
+    /* references with leading zeros, which the parser accepts however many there are, decode
+     * (the matcher must see the letter the recipient sees); capital X is not XML */
+    raw = "&#0000000000000000102;ree &#x00000000000070;ics &#X41; &#x00000000110000;";
+    n = xmpp_decode(raw, strlen(raw), out, sizeof(out));
+    want = "free pics &#X41; &#x00000000110000;";
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(out, want, n);
     assert_true(xmpp_raw_eq("jabber&#x3A;client", 18, "jabber:client"));
     assert_true(xmpp_raw_eq("jabber:client", 13, "jabber:client"));
     assert_false(xmpp_raw_eq("jabber:clients", 14, "jabber:client"));

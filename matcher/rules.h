@@ -12,8 +12,8 @@
 
 #include "protocols/sw_rc.h"
 
-/* What a pattern is matched against. The matcher scans each field of a message separately with
- * the one database and keeps only matches whose rule targets that field. */
+/* What a pattern is matched against. The matcher scans each field of a message separately, with
+ * the database of that field's target (hsdb.h). */
 enum rule_target {
     RULE_BODY = 0, /* the normalised message text */
     RULE_URL,      /* each extracted URL in canonical form (see url.h) */

@@ -61,10 +61,7 @@ struct url_domain_entry {
     char host[DC_HOST_MAX];
 };
 
-struct url_domain_cache {
-    uint32_t mask; /* slots - 1 */
-    struct url_domain_entry e[];
-};
+_Static_assert(sizeof(struct url_domain_entry) == 64, "a domain cache entry is one cache line");
 
 static size_t domain_offset(struct url_set *set, const char *host, size_t hn)
 {
@@ -73,7 +70,7 @@ static size_t domain_offset(struct url_set *set, const char *host, size_t hn)
         uint32_t h = 2166136261u;
         for (size_t i = 0; i < hn; i++)
             h = (h ^ (unsigned char)host[i]) * 16777619u;
-        e = &set->dcache->e[h & set->dcache->mask];
+        e = &set->dcache[h & set->dcache_mask];
         if (e->len == hn && memcmp(e->host, host, hn) == 0)
             return e->dom;
     }
@@ -97,10 +94,11 @@ struct url_set *url_set_new(unsigned max_urls, size_t arena_bytes, unsigned doma
     set->items = calloc(max_urls > 0 ? max_urls : 1, sizeof(*set->items));
     set->arena = malloc(arena_bytes > 0 ? arena_bytes : 1);
     if (domain_cache_slots > 0) {
-        set->dcache = calloc(1, sizeof(*set->dcache) +
-                                    (size_t)domain_cache_slots * sizeof(set->dcache->e[0]));
+        size_t bytes = (size_t)domain_cache_slots * sizeof(struct url_domain_entry);
+        set->dcache = aligned_alloc(64, bytes); /* a multiple of 64: every entry in one line */
         if (set->dcache != NULL)
-            set->dcache->mask = domain_cache_slots - 1;
+            memset(set->dcache, 0, bytes);
+        set->dcache_mask = domain_cache_slots - 1;
     }
     if (set->items == NULL || set->arena == NULL ||
         (domain_cache_slots > 0 && set->dcache == NULL)) {

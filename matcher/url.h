@@ -39,7 +39,7 @@ struct url_item {
     unsigned flags; /* enum url_flag bits */
 };
 
-struct url_domain_cache; /* url.c: registrable domains of recently seen hosts */
+struct url_domain_entry; /* url.c: the registrable domain of a recently seen host */
 
 struct url_set {
     struct url_item *items;
@@ -48,7 +48,8 @@ struct url_set {
     unsigned dropped; /* links seen beyond max, or that did not fit the arena */
     char *arena;
     size_t arena_cap, arena_used;
-    struct url_domain_cache *dcache; /* per set, so per thread; NULL: off */
+    struct url_domain_entry *dcache; /* per set, so per thread; NULL: off */
+    unsigned dcache_mask;            /* its slots - 1 */
 };
 
 /* Allocates a set for at most max_urls items with an arena of arena_bytes for their strings and

@@ -337,6 +337,7 @@ struct hsdb *ruleload_build(const struct ruleload_opts *opts, struct ruleload_in
     if (opts->cache_path != NULL) {
         int rc = read_file(opts->cache_path, max_cache, 1, &cache, &cache_len, &cerr);
         if (rc == SW_DECLINED) {
+            info->cache_missing = true;
             snprintf(info->cache_reject, sizeof(info->cache_reject), "%s: no cache file",
                      opts->cache_path);
         } else if (rc != SW_OK) {

@@ -40,6 +40,7 @@ struct ruleload_info {
     size_t n_entries[RULE_KIND_COUNT];  /* per kind; [RULE_KIND_RULE] == n_rules */
     bool from_cache;                    /* database came from cache_path */
     bool cache_written;                 /* a new cache file was written */
+    bool cache_missing;                 /* cache_path named a file that does not exist yet */
     char cache_reject[SW_ERR_MAX];      /* why the cache was not used; "" if used or no cache */
     char cache_write_error[SW_ERR_MAX]; /* why writing the cache failed; "" if fine */
     double compile_seconds;             /* 0 when loaded from cache */

@@ -149,7 +149,7 @@ static void term_cb(struct ev_loop *loop, ev_signal *sig, int revents)
  * cache file that does not exist yet is not worth a line. */
 static void log_rules_cache(const struct ruleload_info *info)
 {
-    if (info->cache_reject[0] != '\0' && strstr(info->cache_reject, "no cache file") == NULL)
+    if (info->cache_reject[0] != '\0' && !info->cache_missing)
         LOG_UNLIMITED(LOG_MOD_MAIN, LOG_LEVEL_INFO, 0, 0, "rules_cache_rejected", "reason=%s",
                       info->cache_reject);
     if (info->cache_write_error[0] != '\0')
@@ -204,7 +204,7 @@ static int check_config(const char *path)
     printf("configuration OK: %s (%u listeners, %zu rules, %u workers)\n", path,
            rt->cfg->n_listeners, rt->rules_info.n_rules, rt->cfg->workers);
     const struct ruleload_info *ri = &rt->rules_info;
-    if (ri->cache_reject[0] != '\0' && strstr(ri->cache_reject, "no cache file") == NULL)
+    if (ri->cache_reject[0] != '\0' && !ri->cache_missing)
         printf("rules cache not used, compiled again: %s\n", ri->cache_reject);
     if (ri->cache_write_error[0] != '\0')
         printf("rules cache not written: %s\n", ri->cache_write_error);

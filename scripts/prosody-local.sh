@@ -22,18 +22,34 @@ alive() {
 }
 # Whether process $1 is this directory's Prosody, running.
 running() {
-    alive "$1" && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$dir/prosody.cfg.lua"
+    alive "$1" && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF "$dir/prosody.cfg.lua"
 }
 
 case "$cmd" in
 stop)
-    if [ -f "$dir/prosody.pid" ]; then
-        kill "$(cat "$dir/prosody.pid")" 2>/dev/null || true
-        rm -f "$dir/prosody.pid"
+    pid=$(cat "$dir/prosody.pid" 2>/dev/null || true)
+    if running "$pid"; then
+        kill "$pid" 2>/dev/null || true
+        # until it has let go of its port, so that a start right after this one works
+        i=0
+        while [ $i -lt 50 ] && alive "$pid"; do
+            sleep 0.1
+            i=$((i + 1))
+        done
     fi
+    rm -f "$dir/prosody.pid"
     exit 0
     ;;
 start)
+    # one start at a time per directory, from the check below to the end of the wait
+    lock="$dir/.start.lock"
+    if ! mkdir "$lock" 2>/dev/null; then
+        echo "prosody-local.sh: another start for $dir is under way" \
+            "(if none is, one was killed: remove $lock)" >&2
+        exit 1
+    fi
+    trap 'rmdir "$lock" 2>/dev/null || true' EXIT
+    trap 'exit 1' INT TERM
     # a second instance could not bind the port, yet would find the first one's "Activated"
     # line in the log and take over its pid file, orphaning the running one
     if [ -f "$dir/prosody.pid" ] && running "$(cat "$dir/prosody.pid")"; then
@@ -97,7 +113,9 @@ while [ $i -lt 50 ] && alive $pid; do
     sleep 0.1
     i=$((i + 1))
 done
-kill $pid 2>/dev/null || true
+if alive $pid; then
+    kill $pid 2>/dev/null || true
+fi
 rm -f "$dir/prosody.pid"
 echo "prosody-local.sh: prosody did not start; see $dir/prosody.log and $dir/prosody.out" >&2
 exit 1

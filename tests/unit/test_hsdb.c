@@ -290,24 +290,22 @@ static void test_deserialize_bad_table(void **state)
     assert_non_null(copy);
     const size_t table = HSDB_HEADER_LEN + HSDB_PAYLOAD_HEAD;
     static const struct {
-        size_t off; /* byte to change, from the start of the file */
-        char to;    /* its new value */
+        size_t off;   /* byte to change, from the start of the file */
+        uint8_t flip; /* bits to flip in it */
     } edits[] = {
-        {HSDB_HEADER_LEN, 1},                              /* layout: one */
-        {HSDB_HEADER_LEN + 4, 3},                          /* count: 3 of 4 */
-        {HSDB_HEADER_LEN + 4, 5},                          /* count: 5 */
-        {HSDB_HEADER_LEN + 7, 1},                          /* count: 2^24 + 4 */
-        {table, 2},                                        /* first database's targets: url */
-        {table + 4, 1},                                    /* reserved */
-        {table + 8, 0},                                    /* first length shortened */
-        {table + 15, 1},                                   /* first length past the end */
-        {table + 3 * HSDB_PAYLOAD_ENTRY + 15, (char)0x80}, /* last length huge */
+        {HSDB_HEADER_LEN, 1},                        /* layout 0 -> 1: one */
+        {HSDB_HEADER_LEN + 4, 7},                    /* count 4 -> 3 */
+        {HSDB_HEADER_LEN + 4, 1},                    /* count 4 -> 5 */
+        {HSDB_HEADER_LEN + 7, 1},                    /* count 4 -> 2^24 + 4 */
+        {table, 3},                                  /* first database's targets: body -> url */
+        {table + 4, 1},                              /* reserved */
+        {table + 8, 1},                              /* first length one more or one less */
+        {table + 15, 1},                             /* first length past the end */
+        {table + 3 * HSDB_PAYLOAD_ENTRY + 15, 0x80}, /* last length huge */
     };
     for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
         memcpy(copy, out, out_len);
-        if (copy[edits[i].off] == edits[i].to)
-            fail_msg("edit %zu changes nothing", i);
-        copy[edits[i].off] = edits[i].to;
+        copy[edits[i].off] = (char)(copy[edits[i].off] ^ edits[i].flip);
         reseal(copy, out_len);
         assert_null(hsdb_deserialize(make_ruleset(), PT, copy, out_len, &err));
         if (strstr(err.msg, "layout check failed") == NULL)

@@ -142,6 +142,15 @@ void matcher_config_defaults(struct matcher_config *cfg)
     cfg->score_quarantined = 100;
 }
 
+/* A cache size in slots: 0 (off) or a power of two up to ceil. */
+static int check_slots(const char *name, unsigned slots, unsigned ceil, struct sw_err *err)
+{
+    if (slots > ceil || (slots & (slots - 1)) != 0)
+        return sw_err_set(err, "matcher: %s must be 0 or a power of two up to %u (got %u)", name,
+                          ceil, slots);
+    return SW_OK;
+}
+
 int matcher_config_check(const struct matcher_config *cfg, struct sw_err *err)
 {
     if (!isfinite(cfg->tag_threshold) || !isfinite(cfg->drop_threshold))
@@ -155,18 +164,11 @@ int matcher_config_check(const struct matcher_config *cfg, struct sw_err *err)
     if (cfg->max_text < 64 || cfg->max_text > MATCHER_MAX_TEXT_CEIL)
         return sw_err_set(err, "matcher: max_text must be 64..%u bytes (got %zu)",
                           MATCHER_MAX_TEXT_CEIL, cfg->max_text);
-    if (cfg->field_cache_slots > MATCHER_FIELD_CACHE_CEIL ||
-        (cfg->field_cache_slots & (cfg->field_cache_slots - 1)) != 0)
-        return sw_err_set(err,
-                          "matcher: field_cache_slots must be 0 or a power of two up to %u "
-                          "(got %u)",
-                          MATCHER_FIELD_CACHE_CEIL, cfg->field_cache_slots);
-    if (cfg->domain_cache_slots > MATCHER_DOMAIN_CACHE_CEIL ||
-        (cfg->domain_cache_slots & (cfg->domain_cache_slots - 1)) != 0)
-        return sw_err_set(err,
-                          "matcher: domain_cache_slots must be 0 or a power of two up to %u "
-                          "(got %u)",
-                          MATCHER_DOMAIN_CACHE_CEIL, cfg->domain_cache_slots);
+    if (check_slots("field_cache_slots", cfg->field_cache_slots, MATCHER_FIELD_CACHE_CEIL, err) !=
+            SW_OK ||
+        check_slots("domain_cache_slots", cfg->domain_cache_slots, MATCHER_DOMAIN_CACHE_CEIL,
+                    err) != SW_OK)
+        return SW_ERROR;
     if (cfg->url_arena < 256 || cfg->url_arena > MATCHER_URL_ARENA_CEIL)
         return sw_err_set(err, "matcher: url_arena must be 256..%u bytes (got %zu)",
                           MATCHER_URL_ARENA_CEIL, cfg->url_arena);

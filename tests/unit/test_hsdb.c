@@ -95,14 +95,23 @@ static void check_matches(const struct hsdb *db)
     hs_free_scratch(scratch);
 }
 
+static const enum hsdb_layout layouts[] = {HSDB_LAYOUT_PER_TARGET, HSDB_LAYOUT_ONE};
+
+/* The test ruleset compiled in layouts[k]. */
+static struct hsdb *compile_test_rules(size_t k)
+{
+    struct sw_err err = {{0}};
+    struct hsdb *db = hsdb_compile(make_ruleset(), layouts[k], &err);
+    if (db == NULL)
+        fail_msg("compile: %s", err.msg);
+    return db;
+}
+
 static void test_compile_and_scan(void **state)
 {
     (void)state;
-    static const enum hsdb_layout layouts[] = {HSDB_LAYOUT_PER_TARGET, HSDB_LAYOUT_ONE};
     for (size_t k = 0; k < 2; k++) {
-        struct sw_err err = {{0}};
-        struct hsdb *db = hsdb_compile(make_ruleset(), layouts[k], &err);
-        assert_non_null(db);
+        struct hsdb *db = compile_test_rules(k);
         assert_int_equal(hsdb_layout(db), layouts[k]);
         assert_int_equal(hsdb_count(db), layouts[k] == HSDB_LAYOUT_ONE ? 1 : 4);
         assert_null(hsdb_database(db, hsdb_count(db)));
@@ -234,11 +243,9 @@ static void test_empty(void **state)
 static void test_serialize_roundtrip(void **state)
 {
     (void)state;
-    static const enum hsdb_layout layouts[] = {HSDB_LAYOUT_PER_TARGET, HSDB_LAYOUT_ONE};
     for (size_t k = 0; k < 2; k++) {
         struct sw_err err = {{0}};
-        struct hsdb *db = hsdb_compile(make_ruleset(), layouts[k], &err);
-        assert_non_null(db);
+        struct hsdb *db = compile_test_rules(k);
         char *out = NULL;
         size_t out_len = 0;
         assert_int_equal(hsdb_serialize(db, &out, &out_len, &err), SW_OK);

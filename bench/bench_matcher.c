@@ -197,11 +197,7 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->reputation = false;
             break;
         case OPT_LAYOUT:
-            if (strcmp(optarg, "per-target") == 0)
-                o->layout = HSDB_LAYOUT_PER_TARGET;
-            else if (strcmp(optarg, "one") == 0)
-                o->layout = HSDB_LAYOUT_ONE;
-            else
+            if (!hsdb_layout_parse(optarg, &o->layout))
                 goto bad;
             break;
         case OPT_CONF:
@@ -954,7 +950,7 @@ static int print_case(const struct options *o, uint64_t rules, const struct buil
     bench_json_u64(&j, "threads", o->threads);
     bench_json_u64(&j, "reps", o->reps);
     bench_json_bool(&j, "reputation", o->reputation);
-    bench_json_str(&j, "layout", o->layout == HSDB_LAYOUT_ONE ? "one" : "per-target");
+    bench_json_str(&j, "layout", hsdb_layout_names[o->layout]);
     bench_json_double(&j, "pipeline_msgs_per_s", pipe_rate);
     bench_json_double(&j, "pipeline_gbps", per_s(bytes, cr->pipe_best_wall) / 1e9);
     bench_json_double(&j, "pipeline_wall_s", cr->pipe_best_wall);

@@ -49,6 +49,20 @@ unsigned hsdb_hs_flags(unsigned flags)
     return f;
 }
 
+const char *const hsdb_layout_names[] = {"per-target", "one", NULL};
+_Static_assert(HSDB_LAYOUT_PER_TARGET == 0 && HSDB_LAYOUT_ONE == 1, "hsdb_layout_names order");
+
+bool hsdb_layout_parse(const char *s, enum hsdb_layout *out)
+{
+    for (unsigned i = 0; hsdb_layout_names[i] != NULL; i++) {
+        if (strcmp(s, hsdb_layout_names[i]) == 0) {
+            *out = (enum hsdb_layout)i;
+            return true;
+        }
+    }
+    return false;
+}
+
 static unsigned targets_of(const struct ruleset *rs)
 {
     unsigned t = 0;

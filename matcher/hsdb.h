@@ -15,6 +15,7 @@
 #ifndef SW_MATCHER_HSDB_H
 #define SW_MATCHER_HSDB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,11 @@ enum hsdb_layout {
     HSDB_LAYOUT_ONE = 1,        /* every pattern in one database */
 };
 #define HSDB_MAX_DBS RULE_TARGET_COUNT
+/* The layouts' names in enum order, NULL-terminated: "per-target", "one" (matcher.databases,
+ * spimwall-scan --databases, bench-matcher --layout). */
+extern const char *const hsdb_layout_names[];
+/* Sets *out to the layout named s; false if s names none. */
+bool hsdb_layout_parse(const char *s, enum hsdb_layout *out);
 
 /* Compiles rs into its databases. Takes ownership of rs in every case (freed on failure).
  * Match id i is rs->rules[i]; every pattern is compiled with HS_FLAG_SINGLEMATCH plus its own

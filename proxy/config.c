@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "matcher/hsdb.h"
 #include "protocols/msnp/msnp_oim.h"
 #include "proxy/admin.h"
 
@@ -682,9 +683,9 @@ static const char *const top_keys[] = {
 static const char *const admin_keys[] = {"enabled", "bind", NULL};
 static const char *const log_keys[] = {"level", "format", "target", "debug", NULL};
 static const char *const matcher_keys[] = {
-    "rules_dir",      "lists_dir",    "cache",    "tag_threshold",
-    "drop_threshold", "max_urls",     "max_text", "url_arena",
-    "field_cache",    "domain_cache", NULL};
+    "rules_dir", "lists_dir", "cache",       "tag_threshold", "drop_threshold", "max_urls",
+    "max_text",  "url_arena", "field_cache", "domain_cache",  "databases",      NULL};
+
 static const char *const rep_keys[] = {"enabled", "max_bytes", "shards", "window", NULL};
 static const char *const tls_keys[] = {
     "ciphers",         "ciphersuites",       "groups",          "min_version",
@@ -795,7 +796,8 @@ static int config_parse(struct cfg_ctx *cx, config_t *lc, struct config *cfg)
             get_u64(cx, s, "max_text", &max_text, 64, 16u << 20) != SW_OK ||
             get_u64(cx, s, "url_arena", &url_arena, 256, 1u << 20) != SW_OK ||
             get_uint(cx, s, "field_cache", &m->field_cache_slots, 0, 1u << 20) != SW_OK ||
-            get_uint(cx, s, "domain_cache", &m->domain_cache_slots, 0, 1u << 16) != SW_OK)
+            get_uint(cx, s, "domain_cache", &m->domain_cache_slots, 0, 1u << 16) != SW_OK ||
+            get_enum(cx, s, "databases", hsdb_layout_names, &cfg->rules_layout) != SW_OK)
             return SW_ERROR;
         m->max_text = (size_t)max_text;
         m->url_arena = (size_t)url_arena;

@@ -172,6 +172,7 @@ struct config {
     char *admin_bind;         /* default 127.0.0.1:9464 */
     struct log_config log;
     char *rules_dir, *lists_dir, *rules_cache; /* NULL = none */
+    int rules_layout; /* enum hsdb_layout: matcher.databases, "per-target" (default) or "one" */
     struct matcher_config matcher;
     struct config_tls tls;
     struct config_listener *listeners;

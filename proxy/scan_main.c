@@ -40,6 +40,7 @@ enum scan_exit {
 
 enum scan_opt_long {
     OPT_CACHE = 256,
+    OPT_DATABASES,
     OPT_TAG,
     OPT_DROP,
     OPT_NO_REP,
@@ -53,6 +54,7 @@ struct scan_opts {
     const char *rules_dir;
     const char *lists_dir;
     const char *cache_path;
+    enum hsdb_layout layout;
     const char *input; /* "-" = stdin */
     bool text;
     bool tag_set, drop_set;
@@ -103,6 +105,8 @@ static void usage(FILE *f)
             "  -r, --rules DIR         rule files (*.rules); default conf/rules\n"
             "  -l, --lists DIR         list files (*.txt); default conf/lists\n"
             "      --cache FILE        compiled-database cache (read if valid, else written)\n"
+            "      --databases L       per-target (default: a Hyperscan database per target) or\n"
+            "                          one (every pattern in one), as matcher.databases\n"
             "  -t, --text              plain text input: one body per line, no sender/recipient\n"
             "      --tag-threshold N   score from which a message is tagged (default 5)\n"
             "      --drop-threshold N  score from which a message is dropped (default 10)\n"
@@ -160,6 +164,7 @@ static int parse_args(int argc, char **argv, struct scan_opts *opts)
         {"rules", required_argument, NULL, 'r'},
         {"lists", required_argument, NULL, 'l'},
         {"cache", required_argument, NULL, OPT_CACHE},
+        {"databases", required_argument, NULL, OPT_DATABASES},
         {"text", no_argument, NULL, 't'},
         {"tag-threshold", required_argument, NULL, OPT_TAG},
         {"drop-threshold", required_argument, NULL, OPT_DROP},
@@ -175,6 +180,7 @@ static int parse_args(int argc, char **argv, struct scan_opts *opts)
 
     opts->rules_dir = "conf/rules";
     opts->lists_dir = "conf/lists";
+    opts->layout = HSDB_LAYOUT_PER_TARGET;
     opts->max_line = SCAN_DEFAULT_MAX_LINE;
     opts->input = "-";
     opterr = 0; /* our own messages */
@@ -188,6 +194,10 @@ static int parse_args(int argc, char **argv, struct scan_opts *opts)
             break;
         case OPT_CACHE:
             opts->cache_path = optarg;
+            break;
+        case OPT_DATABASES:
+            if (!hsdb_layout_parse(optarg, &opts->layout))
+                return usage_error("--databases: expected per-target or one, not '%s'", optarg);
             break;
         case 't':
             opts->text = true;
@@ -257,6 +267,7 @@ static int scan_setup(struct scan_state *st)
     ro.rules_dir = st->opts.rules_dir;
     ro.lists_dir = st->opts.lists_dir;
     ro.cache_path = st->opts.cache_path;
+    ro.layout = st->opts.layout;
     memset(&info, 0, sizeof(info));
     st->db = ruleload_build(&ro, &info, &err);
     if (st->db == NULL) {

@@ -144,6 +144,18 @@ else
     fail "--cache: verdicts differ"
 fi
 
+# --databases one gives the same verdicts; the per-target cache is not its layout, so it is
+# compiled again (the cache rewritten), and the rewritten one serves the next run
+"$SCAN" --no-summary --databases one --cache "$TMP/scan.db" "$SAMPLE" >"$TMP/out.one" 2>"$TMP/err"
+expect_rc "--databases one" 0 $?
+cmp -s "$TMP/out.one" "$TMP/out.nosum" && ok || fail "--databases one: verdicts differ"
+# the rewritten cache is format 2 in layout 1 (payload offset 0, right after the 144-byte header)
+[ "$(od -A n -t u4 -j 8 -N 4 "$TMP/scan.db" | tr -d ' ')" = 2 ] &&
+    [ "$(od -A n -t u4 -j 144 -N 4 "$TMP/scan.db" | tr -d ' ')" = 1 ] && ok ||
+    fail "--databases one: cache not rewritten in layout one"
+"$SCAN" --no-summary --databases one --cache "$TMP/scan.db" "$SAMPLE" >"$TMP/out.one2" 2>"$TMP/err"
+expect_rc "--databases one, cached" 0 $?
+cmp -s "$TMP/out.one2" "$TMP/out.nosum" && ok || fail "--databases one, cached: verdicts differ"
 # --- 2. bad lines are reported and skipped ---------------------------------------------------
 cat >"$TMP/bad.jsonl" <<'EOF'
 {"from":"a@example.org","to":"b@example.org","body":"hello there","ts":1700000000}
@@ -293,6 +305,7 @@ expect_setup_error "missing argument" "needs an argument" "$SAMPLE" --rules
 expect_setup_error "bad threshold" "tag-threshold: not a number" --tag-threshold abc
 expect_setup_error "tag above drop" "threshold" --tag-threshold 20 --drop-threshold 10
 expect_setup_error "bad max-line" "max-line" --max-line 2
+expect_setup_error "bad databases" "databases: expected per-target or one" --databases two
 expect_setup_error "two inputs" "more than one input" "$SAMPLE" "$SAMPLE"
 expect_setup_error "missing input" "no-such-file.jsonl: No such file" "$TMP/no-such-file.jsonl"
 expect_setup_error "missing rules dir" "no-such-dir" --rules "$TMP/no-such-dir"

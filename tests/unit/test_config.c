@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include <openssl/tls1.h>
 
+#include "matcher/hsdb.h"
 #include "protocols/sw_rc.h"
 #include "proxy/config.h"
 
@@ -32,6 +33,8 @@ static void test_defaults(void **state)
     assert_true(cfg->shutdown_grace == 30);
     assert_int_equal(cfg->max_connections, 100000);
     assert_int_equal(cfg->per_ip_table, 65536);
+    assert_int_equal(cfg->rules_layout, HSDB_LAYOUT_PER_TARGET);
+    assert_int_equal(cfg->matcher.domain_cache_slots, 1024);
     assert_true(cfg->admin_enabled);
     assert_string_equal(cfg->admin_bind, "127.0.0.1:9464");
     assert_null(cfg->user);
@@ -63,7 +66,8 @@ static void test_overrides(void **state)
                        "limits = { buffer_size = 8192; max_per_ip = 7; };\n"
                        "timeouts = { idle = 30; };\n"
                        "matcher = { tag_threshold = 4.0; drop_threshold = 9.0;\n"
-                       "  url_arena = 4096; field_cache = 1024; domain_cache = 64; };\n"
+                       "  url_arena = 4096; field_cache = 1024; domain_cache = 64;\n"
+                       "  databases = \"one\"; };\n"
                        "tls = { min_version = \"TLSv1.3\"; session_tickets = false; };\n"
                        "listeners = ( { name = \"a\"; protocol = \"tcp\"; bind = \"[::1]:15222\";\n"
                        "  limits = { high_watermark = 4096; };\n"
@@ -76,6 +80,7 @@ static void test_overrides(void **state)
     assert_int_equal(cfg->matcher.url_arena, 4096);
     assert_int_equal(cfg->matcher.field_cache_slots, 1024);
     assert_int_equal(cfg->matcher.domain_cache_slots, 64);
+    assert_int_equal(cfg->rules_layout, HSDB_LAYOUT_ONE);
     assert_int_equal(cfg->tls.min_version, TLS1_3_VERSION);
     assert_false(cfg->tls.session_tickets);
     const struct config_listener *l = &cfg->listeners[0];
@@ -205,6 +210,8 @@ static const struct error_case error_cases[] = {
     {"matcher = { tag_threshold = 12.0; };\n" LISTENER, "t.conf:1: matcher:"},
     {"matcher = { field_cache = 1000; };\n" LISTENER,
      "t.conf:1: matcher: matcher: field_cache_slots must be 0 or a power of two"},
+    {"matcher = { databases = \"two\"; };\n" LISTENER,
+     "t.conf:1: databases: \"two\" is not one of per-target | one"},
     {"matcher = { domain_cache = 100; };\n" LISTENER,
      "t.conf:1: matcher: matcher: domain_cache_slots must be 0 or a power of two"},
     {"matcher = { url_arena = 100; };\n" LISTENER, "t.conf:1: url_arena: 100 is out of range"},

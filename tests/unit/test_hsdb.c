@@ -136,6 +136,11 @@ static void test_compile_and_scan(void **state)
 static void test_layout_handles(void **state)
 {
     (void)state;
+    enum hsdb_layout l = HSDB_LAYOUT_ONE;
+    assert_true(hsdb_layout_parse("per-target", &l) && l == HSDB_LAYOUT_PER_TARGET);
+    assert_true(hsdb_layout_parse("one", &l) && l == HSDB_LAYOUT_ONE);
+    assert_false(hsdb_layout_parse("One", &l) || hsdb_layout_parse("", &l));
+    assert_string_equal(hsdb_layout_names[HSDB_LAYOUT_PER_TARGET], "per-target");
     struct sw_err err = {{0}};
     hs_scratch_t *scratch = NULL;
     const char *text = "see it http://x.example/pics.zip evil.example bot@x.example a.b";

@@ -6,7 +6,8 @@
  * scan pays nothing for the URL, domain and sender patterns and the list entries, whose matches
  * it would throw away, and a 20-byte sender is not scanned by the body rules' engines
  * (docs/architecture.md, docs/performance.md "One database per target"). HSDB_LAYOUT_ONE, all
- * of them in one database, stays for comparison (bench-matcher --layout one).
+ * of them in one database, stays available (matcher.databases = "one", bench-matcher --layout
+ * one).
  *
  * Immutable once built and reference-counted: worker threads hold a reference while they scan,
  * and a reload swaps in a new one. Compilation is slow (milliseconds to seconds) and runs off the

@@ -120,7 +120,7 @@ static struct hsdb *hsdb_new(struct ruleset *rs, enum hsdb_layout layout, struct
         return NULL;
     }
     atomic_init(&h->refs, 1);
-    h->layout = layout;
+    h->layout = layout == HSDB_LAYOUT_ONE ? HSDB_LAYOUT_ONE : HSDB_LAYOUT_PER_TARGET;
     h->rs = rs;
     h->targets = targets_of(rs);
     return h;
@@ -210,7 +210,7 @@ struct hsdb *hsdb_compile(struct ruleset *rs, enum hsdb_layout layout, struct sw
         goto fail;
     }
     unsigned groups[HSDB_MAX_DBS];
-    unsigned n_groups = plan_groups(rs, layout, groups);
+    unsigned n_groups = plan_groups(rs, h->layout, groups);
     for (unsigned g = 0; g < n_groups; g++) {
         hs_database_t *db;
         if (compile_group(rs, groups[g], exprs, flags, ids, &db, err) != SW_OK)
@@ -360,9 +360,10 @@ static int load_payload(struct hsdb *h, const char *payload, size_t plen, struct
     if (layout != (uint32_t)h->layout || n != n_want ||
         plen < HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY)
         return sw_err_set(err,
-                          "hsdb cache: layout check failed (file has %u database(s) in "
-                          "layout %u, expected %u in layout %u)",
-                          (unsigned)n, (unsigned)layout, n_want, (unsigned)h->layout);
+                          "hsdb cache: layout check failed (file has %u database(s), layout "
+                          "%s; expected %u, layout %s)",
+                          (unsigned)n, layout <= HSDB_LAYOUT_ONE ? hsdb_layout_names[layout] : "?",
+                          n_want, hsdb_layout_names[h->layout]);
     size_t at = HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY;
     for (unsigned g = 0; g < n; g++) {
         const char *e = payload + HSDB_PAYLOAD_HEAD + (size_t)g * HSDB_PAYLOAD_ENTRY;

@@ -79,9 +79,6 @@ struct matcher_ctx {
     char *norm;
     size_t norm_cap;
     struct url_set *urls;
-    unsigned urls_max;
-    size_t urls_arena;
-    unsigned urls_dcache;        /* domain cache slots of urls */
     struct fcache_entry *fcache; /* 64-byte aligned; fcache_slots entries */
     unsigned fcache_slots;
     unsigned fcache_set_mask;  /* sets - 1; a set is FCACHE_WAYS entries */
@@ -326,17 +323,15 @@ static int ctx_prepare(struct matcher_ctx *ctx, const struct matcher *m, struct 
         ctx->norm = n;
         ctx->norm_cap = m->cfg.max_text;
     }
-    if (ctx->urls == NULL || ctx->urls_max != m->cfg.max_urls ||
-        ctx->urls_arena != m->cfg.url_arena || ctx->urls_dcache != m->cfg.domain_cache_slots) {
+    if (ctx->urls == NULL || ctx->urls->max != m->cfg.max_urls ||
+        ctx->urls->arena_cap != m->cfg.url_arena ||
+        url_set_domain_slots(ctx->urls) != m->cfg.domain_cache_slots) {
         struct url_set *u =
             url_set_new(m->cfg.max_urls, m->cfg.url_arena, m->cfg.domain_cache_slots);
         if (u == NULL)
             return sw_err_set(err, "matcher: out of memory");
         url_set_free(ctx->urls);
         ctx->urls = u;
-        ctx->urls_max = m->cfg.max_urls;
-        ctx->urls_arena = m->cfg.url_arena;
-        ctx->urls_dcache = m->cfg.domain_cache_slots;
     }
     ctx->serial = m->serial;
     return SW_OK;

@@ -58,6 +58,11 @@ struct url_set {
  * url_set_free(). One per thread. */
 struct url_set *url_set_new(unsigned max_urls, size_t arena_bytes, unsigned domain_cache_slots);
 void url_set_free(struct url_set *set);
+/* The domain cache slots set was made with (0: none). */
+static inline unsigned url_set_domain_slots(const struct url_set *set)
+{
+    return set->dcache != NULL ? set->dcache_mask + 1 : 0;
+}
 
 /* Extracts the links of text[0..len) (normalised text, see text.h) into set, replacing what it
  * held. Items come in text order and their spans never overlap. A URL that does not fit the arena

@@ -364,25 +364,26 @@ static int load_payload(struct hsdb *h, const char *payload, size_t plen, struct
                           "%s; expected %u, layout %s)",
                           (unsigned)n, layout <= HSDB_LAYOUT_ONE ? hsdb_layout_names[layout] : "?",
                           n_want, hsdb_layout_names[h->layout]);
-    size_t at = HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY;
+    /* the whole table first: Hyperscan sees nothing unless every length adds up */
+    const size_t first = HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY;
+    size_t lens[HSDB_MAX_DBS], at = first;
     for (unsigned g = 0; g < n; g++) {
         const char *e = payload + HSDB_PAYLOAD_HEAD + (size_t)g * HSDB_PAYLOAD_ENTRY;
         uint64_t len = get_u64(e + 8);
         if (get_u32(e) != want[g] || get_u32(e + 4) != 0 || len == 0 || len > plen - at)
             return sw_err_set(err, "hsdb cache: layout check failed (database %u)", g);
-        at += (size_t)len;
+        lens[g] = (size_t)len;
+        at += lens[g];
     }
     if (at != plen)
         return sw_err_set(err, "hsdb cache: layout check failed (%zu trailing bytes)", plen - at);
-    at = HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY;
+    at = first;
     for (unsigned g = 0; g < n; g++) {
-        size_t len =
-            (size_t)get_u64(payload + HSDB_PAYLOAD_HEAD + (size_t)g * HSDB_PAYLOAD_ENTRY + 8);
         hs_database_t *db = NULL;
-        if (hs_deserialize_database(payload + at, len, &db) != HS_SUCCESS)
+        if (hs_deserialize_database(payload + at, lens[g], &db) != HS_SUCCESS)
             return sw_err_set(err, "hsdb cache: Hyperscan rejected database %u", g);
         hsdb_add(h, db, want[g]);
-        at += len;
+        at += lens[g];
     }
     return SW_OK;
 }

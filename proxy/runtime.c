@@ -38,7 +38,7 @@ struct runtime *runtime_new(struct config *cfg, struct sw_err *err)
     opts.rules_dir = cfg->rules_dir;
     opts.lists_dir = cfg->lists_dir;
     opts.cache_path = cfg->rules_cache;
-    opts.layout = cfg->rules_layout == HSDB_LAYOUT_ONE ? HSDB_LAYOUT_ONE : HSDB_LAYOUT_PER_TARGET;
+    opts.layout = (enum hsdb_layout)cfg->rules_layout; /* checked by the config parser */
     db = ruleload_build(&opts, &rt->rules_info, err);
     if (db == NULL)
         goto fail;

@@ -34,4 +34,12 @@ static inline int sw_hex_val(int c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
+/* The value of digit c in base 16 (hex) or 10, or -1: the digits of a character reference. */
+static inline int sw_digit_val(int c, bool hex)
+{
+    if (hex)
+        return sw_hex_val(c);
+    return c >= '0' && c <= '9' ? c - '0' : -1;
+}
+
 #endif

@@ -49,9 +49,7 @@ static inline size_t xml_ref(const char *s, size_t n, unsigned flags, uint32_t *
     size_t i = hex ? 3 : 2, first = i;
     uint32_t v = 0;
     for (; i < n; i++) {
-        int d = hex                          ? sw_hex_val((unsigned char)s[i])
-                : s[i] >= '0' && s[i] <= '9' ? s[i] - '0'
-                                             : -1;
+        int d = sw_digit_val((unsigned char)s[i], hex);
         if (d < 0)
             break;
         v = v * (hex ? 16u : 10u) + (uint32_t)d;

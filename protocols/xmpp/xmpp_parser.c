@@ -1219,7 +1219,7 @@ int xmpp_parser_feed(struct xmpp_parser *p, const char *bufc, size_t len, uint64
         case S_CHARREF_HEX0:
         case S_CHARREF_HEX: {
             bool hex = p->state != S_CHARREF_DEC;
-            int d = hex ? sw_hex_val(c) : c >= '0' && c <= '9' ? c - '0' : -1;
+            int d = sw_digit_val(c, hex);
             if (d < 0) { /* not a digit: the end of the reference, or an error */
                 if (c != ';' || p->ref_n == 0 || !xml_char(p->ref_val))
                     return fail(p, XMPP_ERR_NOT_WELL_FORMED, base + i,

@@ -71,12 +71,12 @@ static unsigned targets_of(const struct ruleset *rs)
     return t;
 }
 
-/* The databases a ruleset compiles into under layout: the targets of each, in order. An empty
- * ruleset still gets one database (holding no target). Returns how many. */
-static unsigned plan_groups(const struct ruleset *rs, enum hsdb_layout layout,
+/* The databases a ruleset whose patterns have the targets present compiles into under layout:
+ * the targets of each, in order. An empty ruleset still gets one database (holding no target).
+ * Returns how many. */
+static unsigned plan_groups(unsigned present, enum hsdb_layout layout,
                             unsigned groups[HSDB_MAX_DBS])
 {
-    unsigned present = targets_of(rs);
     if (layout == HSDB_LAYOUT_ONE || present == 0) {
         groups[0] = present;
         return 1;
@@ -210,7 +210,7 @@ struct hsdb *hsdb_compile(struct ruleset *rs, enum hsdb_layout layout, struct sw
         goto fail;
     }
     unsigned groups[HSDB_MAX_DBS];
-    unsigned n_groups = plan_groups(rs, h->layout, groups);
+    unsigned n_groups = plan_groups(h->targets, h->layout, groups);
     for (unsigned g = 0; g < n_groups; g++) {
         hs_database_t *db;
         if (compile_group(rs, groups[g], exprs, flags, ids, &db, err) != SW_OK)
@@ -348,36 +348,56 @@ done:
     return rc;
 }
 
-/* Checks the payload's table against the databases rs compiles into under layout and
- * deserializes each; fills h. */
-static int load_payload(struct hsdb *h, const char *payload, size_t plen, struct sw_err *err)
+unsigned hsdb_table_check(const char *payload, size_t plen, unsigned targets,
+                          enum hsdb_layout layout, size_t lens[HSDB_MAX_DBS], struct sw_err *err)
 {
     unsigned want[HSDB_MAX_DBS];
-    unsigned n_want = plan_groups(h->rs, h->layout, want);
-    if (plen < HSDB_PAYLOAD_HEAD)
-        return sw_err_set(err, "hsdb cache: layout check failed (no database table)");
-    uint32_t layout = get_u32(payload), n = get_u32(payload + 4);
-    if (layout != (uint32_t)h->layout || n != n_want ||
-        plen < HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY)
-        return sw_err_set(err,
-                          "hsdb cache: layout check failed (file has %u database(s), layout "
-                          "%s; expected %u, layout %s)",
-                          (unsigned)n, layout <= HSDB_LAYOUT_ONE ? hsdb_layout_names[layout] : "?",
-                          n_want, hsdb_layout_names[h->layout]);
-    /* the whole table first: Hyperscan sees nothing unless every length adds up */
-    const size_t first = HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY;
-    size_t lens[HSDB_MAX_DBS], at = first;
+    layout = layout == HSDB_LAYOUT_ONE ? HSDB_LAYOUT_ONE : HSDB_LAYOUT_PER_TARGET;
+    unsigned n_want = plan_groups(targets & ((1u << RULE_TARGET_COUNT) - 1), layout, want);
+    if (plen < HSDB_PAYLOAD_HEAD) {
+        sw_err_set(err, "hsdb cache: layout check failed (no database table)");
+        return 0;
+    }
+    uint32_t file_layout = get_u32(payload), n = get_u32(payload + 4);
+    if (file_layout != (uint32_t)layout || n != n_want ||
+        plen < HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY) {
+        sw_err_set(err,
+                   "hsdb cache: layout check failed (file has %u database(s), layout %s; "
+                   "expected %u, layout %s)",
+                   (unsigned)n,
+                   file_layout <= HSDB_LAYOUT_ONE ? hsdb_layout_names[file_layout] : "?", n_want,
+                   hsdb_layout_names[layout]);
+        return 0;
+    }
+    size_t at = HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY;
     for (unsigned g = 0; g < n; g++) {
         const char *e = payload + HSDB_PAYLOAD_HEAD + (size_t)g * HSDB_PAYLOAD_ENTRY;
         uint64_t len = get_u64(e + 8);
-        if (get_u32(e) != want[g] || get_u32(e + 4) != 0 || len == 0 || len > plen - at)
-            return sw_err_set(err, "hsdb cache: layout check failed (database %u)", g);
+        if (get_u32(e) != want[g] || get_u32(e + 4) != 0 || len == 0 || len > plen - at) {
+            sw_err_set(err, "hsdb cache: layout check failed (database %u)", g);
+            return 0;
+        }
         lens[g] = (size_t)len;
         at += lens[g];
     }
-    if (at != plen)
-        return sw_err_set(err, "hsdb cache: layout check failed (%zu trailing bytes)", plen - at);
-    at = first;
+    if (at != plen) {
+        sw_err_set(err, "hsdb cache: layout check failed (%zu trailing bytes)", plen - at);
+        return 0;
+    }
+    return n;
+}
+
+/* Checks the payload's table (hsdb_table_check()) and deserializes each database; fills h.
+ * Hyperscan sees nothing unless the whole table adds up. */
+static int load_payload(struct hsdb *h, const char *payload, size_t plen, struct sw_err *err)
+{
+    unsigned want[HSDB_MAX_DBS];
+    size_t lens[HSDB_MAX_DBS];
+    unsigned n = hsdb_table_check(payload, plen, h->targets, h->layout, lens, err);
+    if (n == 0)
+        return SW_ERROR;
+    plan_groups(h->targets, h->layout, want);
+    size_t at = HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY;
     for (unsigned g = 0; g < n; g++) {
         hs_database_t *db = NULL;
         if (hs_deserialize_database(payload + at, lens[g], &db) != HS_SUCCESS)

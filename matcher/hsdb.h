@@ -86,6 +86,15 @@ int hsdb_serialize(const struct hsdb *db, char **out, size_t *out_len, struct sw
 struct hsdb *hsdb_deserialize(struct ruleset *rs, enum hsdb_layout layout, const char *buf,
                               size_t len, struct sw_err *err);
 
+/* The payload's database table, checked against the databases a rule set whose patterns have
+ * the targets given (bit mask, as hsdb_targets()) compiles into under layout: each listed with
+ * those targets, in order, reserved 0, lengths non-zero and adding up to exactly the rest of
+ * payload[0..plen). Returns the number of databases with lens[i] set, or 0 with err ("layout
+ * check failed ..."). Reads nothing outside payload[0..plen); pure. hsdb_deserialize() runs it
+ * before Hyperscan sees a byte; exposed for its fuzz target. */
+unsigned hsdb_table_check(const char *payload, size_t plen, unsigned targets,
+                          enum hsdb_layout layout, size_t lens[HSDB_MAX_DBS], struct sw_err *err);
+
 /* The Hyperscan flags a rule's flags (enum rule_flag) compile with, HS_FLAG_SINGLEMATCH included;
  * for tools that compile single rules (bench-matcher --rule-cost). */
 unsigned hsdb_hs_flags(unsigned rule_flags);

@@ -38,8 +38,9 @@
 #define FCACHE_IDS 5
 
 /* Results of scanning a short field (sender, domain, URL): which rules of that field's target
- * hit. Senders and link domains repeat heavily in IM traffic, and every hs_scan call has a
- * fixed cost that dwarfs a 20-byte field, so a per-thread cache removes most of those scans.
+ * hit (a sender's entry holds its domain's hits too, see scan_sender()). Senders and link
+ * domains repeat heavily in IM traffic, and every hs_scan call has a fixed cost that dwarfs a
+ * 20-byte field, so a per-thread cache removes most of those scans.
  * Keys are salted 64-bit hashes of (target, bytes); cleared whenever the thread moves to another
  * matcher (another database). Two-way set associative: a set is the two entries of one cache
  * line (so a probe costs one miss, like a direct-mapped slot), the most recent in way 0; a new
@@ -400,46 +401,131 @@ __attribute__((always_inline)) static inline void fcache_prefetch(const struct m
         __builtin_prefetch(&ctx->fcache[(key & ctx->fcache_set_mask) * FCACHE_WAYS], 1, 3);
 }
 
+/* The cached entry of key (non-zero), moved to the front of its set, or NULL. */
+static const struct fcache_entry *fcache_find(struct matcher_ctx *ctx, uint64_t key)
+{
+    struct fcache_entry *set = &ctx->fcache[(key & ctx->fcache_set_mask) * FCACHE_WAYS];
+    for (unsigned w = 0; w < FCACHE_WAYS; w++) {
+        if (set[w].key == key) {
+            if (w > 0) { /* most recent first */
+                struct fcache_entry t = set[0];
+                set[0] = set[w];
+                set[w] = t;
+            }
+            return &set[0];
+        }
+    }
+    return NULL;
+}
+
+/* Caches ids[0..n) under key (non-zero) unless there are more than an entry holds. */
+static void fcache_store(struct matcher_ctx *ctx, uint64_t key, const uint32_t *ids, unsigned n)
+{
+    if (n > FCACHE_IDS)
+        return;
+    struct fcache_entry *set = &ctx->fcache[(key & ctx->fcache_set_mask) * FCACHE_WAYS];
+    memmove(&set[1], &set[0], (FCACHE_WAYS - 1) * sizeof(*set)); /* drops the oldest */
+    set[0].key = key;
+    set[0].n = (uint8_t)n;
+    memcpy(set[0].ids, ids, n * sizeof(ids[0]));
+}
+
 /* Scans one field of the message for target. key is fcache_key() of the field for the short
- * targets (0: not cached), 0 for the body. */
+ * targets (0: not cached), 0 for the body. Either way the field's hits are left in ctx->fids
+ * (ctx->n_fids of them, only the first FCACHE_IDS kept) for scan_sender(). */
 static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rule_target target,
                       const char *s, size_t len, uint64_t key, struct sw_err *err)
 {
+    ctx->n_fids = 0;
     if (!(m->targets & (1u << target)) || len == 0)
         return SW_OK;
     ctx->target = target;
     ctx->field = s;
     ctx->field_len = (uint32_t)len;
 
-    struct fcache_entry *set = NULL;
     if (key != 0) {
-        set = &ctx->fcache[(key & ctx->fcache_set_mask) * FCACHE_WAYS];
-        for (unsigned w = 0; w < FCACHE_WAYS; w++) {
-            const struct fcache_entry *e = &set[w];
-            if (e->key == key) {
-                for (unsigned i = 0; i < e->n; i++)
-                    record_hit(ctx, e->ids[i]);
-                if (w > 0) { /* most recent first */
-                    struct fcache_entry t = set[0];
-                    set[0] = set[w];
-                    set[w] = t;
-                }
-                return SW_OK;
+        const struct fcache_entry *e = fcache_find(ctx, key);
+        if (e != NULL) {
+            for (unsigned i = 0; i < e->n; i++) {
+                ctx->fids[i] = e->ids[i];
+                record_hit(ctx, e->ids[i]);
             }
+            ctx->n_fids = e->n;
+            return SW_OK;
         }
     }
-    ctx->n_fids = 0;
     hs_error_t rc =
         hs_scan(hsdb_handle(m->db, target), s, (unsigned int)len, 0, ctx->scratch, on_match, ctx);
     if (rc != HS_SUCCESS)
         return sw_err_set(err, "matcher: hs_scan failed (%d)", (int)rc);
-    if (set != NULL && ctx->n_fids <= FCACHE_IDS) {
-        memmove(&set[1], &set[0], (FCACHE_WAYS - 1) * sizeof(*set)); /* drops the oldest */
-        struct fcache_entry *e = &set[0];
-        e->key = key;
-        e->n = (uint8_t)ctx->n_fids;
-        memcpy(e->ids, ctx->fids, ctx->n_fids * sizeof(ctx->fids[0]));
+    if (key != 0)
+        fcache_store(ctx, key, ctx->fids, ctx->n_fids);
+    return SW_OK;
+}
+
+/* The domain of a folded sender address: after the '@', without a JID's resource. NULL if the
+ * address has no '@'. */
+static const char *sender_domain(const char *addr, size_t len, size_t *dom_len)
+{
+    const char *at = memchr(addr, '@', len);
+    if (at == NULL)
+        return NULL;
+    const char *d = at + 1;
+    size_t n = len - (size_t)(d - addr);
+    const char *slash = memchr(d, '/', n); /* full JID: drop the resource */
+    *dom_len = slash != NULL ? (size_t)(slash - d) : n;
+    return d;
+}
+
+/* Scans the sender's address (ctx->addr, len > 0) for sender rules and its domain for domain
+ * rules. The domain is a function of the address, so the hits of both are cached as one entry
+ * under the address's key (non-zero; 0: not cached), each id's rule telling which field it hit:
+ * a known sender costs one probe, and its domain is not even looked for unless one of its
+ * rules hit. A new sender scans both (the domain through its own cache entry, which the
+ * senders of a popular server share). */
+static int scan_sender(struct matcher_ctx *ctx, const struct matcher *m, size_t len, uint64_t key,
+                       struct sw_err *err)
+{
+    size_t dom_len = 0;
+    const char *dom = NULL;
+
+    if (key != 0) {
+        const struct fcache_entry *e = fcache_find(ctx, key);
+        if (e != NULL) {
+            for (unsigned i = 0; i < e->n; i++) {
+                uint32_t id = e->ids[i];
+                if (ctx->rs->rules[id].target == RULE_DOMAIN) {
+                    if (dom == NULL)
+                        dom = sender_domain(ctx->addr, len, &dom_len);
+                    ctx->target = RULE_DOMAIN;
+                    ctx->field = dom;
+                    ctx->field_len = (uint32_t)dom_len;
+                } else {
+                    ctx->target = RULE_SENDER;
+                    ctx->field = ctx->addr;
+                    ctx->field_len = (uint32_t)len;
+                }
+                record_hit(ctx, id);
+            }
+            return SW_OK;
+        }
     }
+    if (scan_field(ctx, m, RULE_SENDER, ctx->addr, len, 0, err) != SW_OK)
+        return SW_ERROR;
+    uint32_t ids[2 * FCACHE_IDS];
+    unsigned n = ctx->n_fids;
+    memcpy(ids, ctx->fids, (n < FCACHE_IDS ? n : FCACHE_IDS) * sizeof(ids[0]));
+    dom = sender_domain(ctx->addr, len, &dom_len);
+    if (dom != NULL) {
+        uint64_t dkey = fcache_key(ctx, m, RULE_DOMAIN, dom, dom_len);
+        if (scan_field(ctx, m, RULE_DOMAIN, dom, dom_len, dkey, err) != SW_OK)
+            return SW_ERROR;
+        if (n <= FCACHE_IDS && ctx->n_fids <= FCACHE_IDS)
+            memcpy(ids + n, ctx->fids, ctx->n_fids * sizeof(ids[0]));
+        n += ctx->n_fids;
+    }
+    if (key != 0)
+        fcache_store(ctx, key, ids, n);
     return SW_OK;
 }
 
@@ -781,24 +867,12 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
         early_keys(m, msg, sender_h, &rm);
         rep_prefetch(rep, rm.sender);
     }
-    /* Likewise the field cache slots of the sender and its domain. */
-    const char *sdom = NULL;
-    size_t sdom_len = 0;
-    uint64_t sender_key = 0, sdom_key = 0;
-    if (sender_len > 0) {
-        const char *at = memchr(ctx->addr, '@', sender_len);
-        if (at != NULL) {
-            sdom = at + 1;
-            sdom_len = sender_len - (size_t)(sdom - ctx->addr);
-            const char *slash = memchr(sdom, '/', sdom_len); /* full JID: drop the resource */
-            if (slash != NULL)
-                sdom_len = (size_t)(slash - sdom);
-        }
-        if ((m->targets & (1u << RULE_SENDER)) && ctx->fcache != NULL)
-            sender_key = sw_hash_mix(sender_h ^ (0xf1e1dull + RULE_SENDER)) | 1;
-        sdom_key = fcache_key(ctx, m, RULE_DOMAIN, sdom, sdom_len);
+    /* Likewise the field cache slot of the sender (and its domain, see scan_sender()). */
+    uint64_t sender_key = 0;
+    if (sender_len > 0 && (m->targets & (1u << RULE_SENDER | 1u << RULE_DOMAIN)) &&
+        ctx->fcache != NULL) {
+        sender_key = sw_hash_mix(sender_h ^ (0xf1e1dull + RULE_SENDER)) | 1;
         fcache_prefetch(ctx, sender_key);
-        fcache_prefetch(ctx, sdom_key);
     }
 
     if (scan_body) {
@@ -845,12 +919,8 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
         }
     }
 
-    if (sender_len > 0) {
-        if (scan_field(ctx, m, RULE_SENDER, ctx->addr, sender_len, sender_key, err) != SW_OK)
-            return SW_ERROR;
-        if (sdom != NULL && scan_field(ctx, m, RULE_DOMAIN, sdom, sdom_len, sdom_key, err) != SW_OK)
-            return SW_ERROR;
-    }
+    if (sender_len > 0 && scan_sender(ctx, m, sender_len, sender_key, err) != SW_OK)
+        return SW_ERROR;
 
     score_hits(ctx, m, out);
     content_signals(m, ctx->urls, &tn, msg->flags, out);

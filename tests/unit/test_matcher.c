@@ -240,6 +240,15 @@ static void test_url_and_domain_lists(void **state)
     r = find_reason(&v, "LIST_DOMAIN_BLOCK");
     assert_non_null(r);
     assert_string_equal(r->detail, "evil.example");
+    /* a full JID: the domain leaves out the resource; the second message finds the sender's
+     * hits (address and domain) in the field cache and must report the same */
+    for (unsigned i = 0; i < 2; i++) {
+        v = classify(f, "BOT9@evil.example/phone", "b@x.example", "hello", 1000 + i, 0, false);
+        assert_non_null(find_reason(&v, "T_SENDER"));
+        r = find_reason(&v, "LIST_DOMAIN_BLOCK");
+        assert_non_null(r);
+        assert_string_equal(r->detail, "evil.example");
+    }
 }
 
 static void test_content_signals(void **state)
@@ -448,13 +457,16 @@ static void test_field_cache_same_verdicts(void **state)
     const char *bodies[] = {"hello", "see http://files.evil.example/pics.zip",
                             "mirror http://files.evil.example/pics.zip and www.other.example/",
                             "exactly five"};
-    const char *senders[] = {"someone@evil.example", "BOT7@x.example", "a@x.example"};
+    /* the sender and its domain are cached as one entry: a sender that hits both a sender
+     * rule and a domain rule, with a JID resource the domain must leave out */
+    const char *senders[] = {"someone@evil.example", "BOT7@x.example", "a@x.example",
+                             "BOT8@evil.example/phone"};
     for (unsigned round = 0; round < 3 * 4; round++) {
         struct matcher *cm = cached[round % 4];
         struct matcher_ctx *cc = cctx[round % 4];
         for (unsigned b = 0; b < 4; b++) {
             /* each sender twice in a row: its entry is then found in the second way */
-            for (unsigned sj = 0; sj < 6; sj++) {
+            for (unsigned sj = 0; sj < 8; sj++) {
                 unsigned si = sj / 2;
                 struct matcher_msg msg = {.sender = senders[si],
                                           .sender_len = strlen(senders[si]),

@@ -708,21 +708,32 @@ static void content_signals(const struct matcher *m, const struct url_set *urls,
         add_reason(v, "STRANGER_LINK", cfg->score_stranger, NULL, 0);
 }
 
-/* The reputation keys known before the scan: sender (sender_h, the salted hash of the folded
- * address, 0 if absent) and source address. */
-static void early_keys(const struct matcher *m, const struct matcher_msg *msg, uint64_t sender_h,
-                       struct rep_msg *rm)
+/* The reputation key known before the scan: the sender (sender_h, the salted hash of the
+ * folded address, 0 if absent). The source address's key is made only when it is looked up
+ * (ip_key()): most messages never do (behaviour_signals). */
+static void early_keys(const struct matcher_msg *msg, uint64_t sender_h, struct rep_msg *rm)
 {
     memset(rm, 0, sizeof(*rm));
     rm->now_ms = msg->now_ms;
     rm->sender = sender_h;
-    if (msg->ip != NULL && msg->ip_len > 0)
+}
+
+static bool has_ip(const struct matcher_msg *msg)
+{
+    return msg->ip != NULL && msg->ip_len > 0;
+}
+
+/* Sets rm->ip, the source address's key, if the message has a source address. */
+static void ip_key(const struct matcher *m, const struct matcher_msg *msg, struct rep_msg *rm)
+{
+    if (rm->ip == 0 && has_ip(msg))
         rm->ip = sw_hash64(msg->ip, msg->ip_len, m->salt ^ 0x1b);
 }
 
 /* The reputation keys known once the links and the body digest are: fingerprint, recipient
- * (both for fan-out and campaign) and the links' domains; dom_url[k] is the link that
- * rm->domains[k] came from. rm comes filled by early_keys(). */
+ * (both for fan-out and campaign), the links' domains, and for a message with links (which
+ * always looks it up) the source address; dom_url[k] is the link that rm->domains[k] came
+ * from. rm comes filled by early_keys(). */
 static void spread_keys(struct matcher_ctx *ctx, const struct matcher *m,
                         const struct matcher_msg *msg, size_t folded_len, uint64_t fingerprint,
                         struct rep_msg *rm, unsigned *dom_url)
@@ -748,6 +759,8 @@ static void spread_keys(struct matcher_ctx *ctx, const struct matcher *m,
             rm->domains[rm->n_domains++] = h;
         }
     }
+    if (urls->n > 0)
+        ip_key(m, msg, rm);
 }
 
 /* rm comes filled by early_keys() and spread_keys(). */
@@ -759,20 +772,19 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
     const struct url_set *urls = ctx->urls;
     struct rep_signals sig;
 
-    if (rm->fingerprint == 0 && rm->sender == 0 && rm->ip == 0 && rm->n_domains == 0)
+    if (rm->fingerprint == 0 && rm->sender == 0 && !has_ip(msg) && rm->n_domains == 0)
         return;
 
     /* The source address feeds one signal, REP_BAD_IP, and only for a message with evidence
      * (below). Link-free chat that scored nothing has none unless the sender's own signals
      * (quarantine, rate, and campaign when spread_min_urls is 0) give it some, so its IP entry
      * is looked up after those, and not at all when they give nothing: one bucket and one
-     * lock round trip fewer for most messages. (Nothing reads the IP's message rate.) */
-    uint64_t ip = rm->ip;
-    bool ip_later = ip != 0 && urls->n == 0 && !(v->score > 0);
-    if (ip_later)
-        rm->ip = 0;
+     * lock round trip fewer for most messages, and no key to make for it either. (Nothing
+     * reads the IP's message rate.) */
+    bool ip_later = has_ip(msg) && urls->n == 0 && !(v->score > 0);
+    if (!ip_later)
+        ip_key(m, msg, rm);
     rep_observe(rep, rm, &sig);
-    rm->ip = ip; /* rep_report_spam() below still feeds its history */
 
     if (sig.quarantined)
         add_reason(v, "QUARANTINED", cfg->score_quarantined, NULL, 0);
@@ -797,7 +809,8 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
      * hijacked account's owner keeps chatting while the worm spams). */
     bool evidence = urls->n > 0 || v->score > 0;
     if (evidence && ip_later) {
-        struct rep_msg ipm = {.ip = ip, .now_ms = rm->now_ms};
+        ip_key(m, msg, rm);
+        struct rep_msg ipm = {.ip = rm->ip, .now_ms = rm->now_ms};
         struct rep_signals isig;
         rep_observe(rep, &ipm, &isig);
         sig.ip_rate = isig.ip_rate;
@@ -864,7 +877,7 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     unsigned dom_url[REP_MAX_DOMAINS]; /* see spread_keys() */
     bool spread_done = false;
     if (use_rep) {
-        early_keys(m, msg, sender_h, &rm);
+        early_keys(msg, sender_h, &rm);
         rep_prefetch(rep, rm.sender);
     }
     /* Likewise the field cache slot of the sender (and its domain, see scan_sender()). */
@@ -941,8 +954,10 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
         out->fingerprint = sw_hash64_wide(ctx->norm, digest_len, 0x6466u);
 
     /* Feedback: what we flag feeds the history of its sender, source and domains. */
-    if (observed && out->action != VERDICT_PASS)
+    if (observed && out->action != VERDICT_PASS) {
+        ip_key(m, msg, &rm); /* not made yet if nothing looked it up */
         rep_report_spam(rep, &rm, out->action == VERDICT_DROP ? 1.0 : 0.5);
+    }
     return SW_OK;
 }
 

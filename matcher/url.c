@@ -20,6 +20,7 @@
 #include <libpsl.h>
 
 #include "matcher/cpu.h"
+#include "matcher/hash.h"
 #if defined(SW_HAVE_AVX2_PATHS)
 #include <immintrin.h>
 #endif
@@ -67,10 +68,7 @@ static size_t domain_offset(struct url_set *set, const char *host, size_t hn)
 {
     struct url_domain_entry *e = NULL;
     if (set->dcache != NULL && hn > 0 && hn <= DC_HOST_MAX) {
-        uint32_t h = 2166136261u;
-        for (size_t i = 0; i < hn; i++)
-            h = (h ^ (unsigned char)host[i]) * 16777619u;
-        e = &set->dcache[h & set->dcache_mask];
+        e = &set->dcache[sw_hash64(host, hn, 0x64636163u) & set->dcache_mask];
         if (e->len == hn && memcmp(e->host, host, hn) == 0)
             return e->dom;
     }
@@ -228,9 +226,9 @@ static inline char lower(char c)
     return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
 }
 
-static bool ieq(const char *s, size_t len, const char *lit)
+/* Whether s[0..len) starts with the n bytes of lit (lower-case), ignoring ASCII case. */
+static bool ieqn(const char *s, size_t len, const char *lit, size_t n)
 {
-    size_t n = strlen(lit);
     if (len < n)
         return false;
     for (size_t i = 0; i < n; i++) {
@@ -238,6 +236,11 @@ static bool ieq(const char *s, size_t len, const char *lit)
             return false;
     }
     return true;
+}
+
+static bool ieq(const char *s, size_t len, const char *lit)
+{
+    return ieqn(s, len, lit, strlen(lit));
 }
 
 /* Length of a dot-word written in place of a '.' at s[0..len), or 0. Spaces around bracketed
@@ -272,18 +275,28 @@ static size_t dot_word(const char *s, size_t len)
 
 struct scheme {
     const char *text; /* lower-case as written, with "://" */
+    size_t text_len;
     const char *canon;
+    size_t canon_len;
     bool defanged;
 };
 
+#define SCHEME(text, canon, defanged)                                                              \
+    {                                                                                              \
+        text, sizeof(text) - 1, canon, sizeof(canon) - 1, defanged                                 \
+    }
 static const struct scheme schemes[] = {
-    {"https://", "https", false}, {"http://", "http", false},  {"ftp://", "ftp", false},
-    {"hxxps://", "https", true},  {"hxxp://", "http", true},   {"hxxxp://", "http", true},
-    {"h**ps://", "https", true},  {"h**p://", "http", true},   {"htps://", "https", true},
-    {"htp://", "http", true},     {"ttps://", "https", true},  {"ttp://", "http", true},
-    {"hxtp://", "http", true},    {"htxp://", "http", true},   {"hxxps[:]//", "https", true},
-    {"hxxp[:]//", "http", true},  {"http[:]//", "http", true}, {"https[:]//", "https", true},
+    SCHEME("https://", "https", false),  SCHEME("http://", "http", false),
+    SCHEME("ftp://", "ftp", false),      SCHEME("hxxps://", "https", true),
+    SCHEME("hxxp://", "http", true),     SCHEME("hxxxp://", "http", true),
+    SCHEME("h**ps://", "https", true),   SCHEME("h**p://", "http", true),
+    SCHEME("htps://", "https", true),    SCHEME("htp://", "http", true),
+    SCHEME("ttps://", "https", true),    SCHEME("ttp://", "http", true),
+    SCHEME("hxtp://", "http", true),     SCHEME("htxp://", "http", true),
+    SCHEME("hxxps[:]//", "https", true), SCHEME("hxxp[:]//", "http", true),
+    SCHEME("http[:]//", "http", true),   SCHEME("https[:]//", "https", true),
 };
+#undef SCHEME
 
 /* If a scheme ends exactly at s[pos], returns it and sets *start to where it begins. */
 static const struct scheme *scheme_before(const char *s, size_t pos, size_t *start)
@@ -292,10 +305,10 @@ static const struct scheme *scheme_before(const char *s, size_t pos, size_t *sta
     if (pos < 2 || s[pos - 1] != '/' || s[pos - 2] != '/')
         return NULL;
     for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++) {
-        size_t n = strlen(schemes[k].text);
+        size_t n = schemes[k].text_len;
         if (pos < n)
             continue;
-        if (!ieq(s + pos - n, n, schemes[k].text))
+        if (!ieqn(s + pos - n, n, schemes[k].text, n))
             continue;
         /* the scheme must start a word: "xhttp://" is not http */
         if (pos > n && is_alnum((unsigned char)s[pos - n - 1]))
@@ -441,6 +454,30 @@ static bool path_char(unsigned char c)
            c != '|' && c != '\\' && c != '^' && c != 0x7f;
 }
 
+#if defined(__SSE2__)
+/* The bytes of s[0..16) that are not path_char(), as a bit mask. */
+static inline unsigned path_stop16(__m128i v)
+{
+    const __m128i sp = _mm_set1_epi8(' ');
+    /* unsigned v <= ' '  <=>  min(v, ' ') == v */
+    __m128i m = _mm_cmpeq_epi8(_mm_min_epu8(v, sp), v);
+    static const char stop[] = {'<', '>', '"', '`', '{', '}', '|', '\\', '^', 0x7f};
+    for (size_t i = 0; i < sizeof(stop); i++)
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8(stop[i])));
+    return (unsigned)_mm_movemask_epi8(m);
+}
+
+/* Bytes of s[0..16) that are '(' or ')', '[' or ']', as a bit mask. */
+static inline unsigned bracket16(__m128i v)
+{
+    __m128i m =
+        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('(')), _mm_cmpeq_epi8(v, _mm_set1_epi8(')')));
+    m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('[')),
+                                     _mm_cmpeq_epi8(v, _mm_set1_epi8(']'))));
+    return (unsigned)_mm_movemask_epi8(m);
+}
+#endif
+
 /* Where a path that starts at s[p] ends: at white space or a delimiter, minus trailing
  * punctuation, keeping balanced parentheses ("wiki/Foo_(bar)") but not a closing one that
  * belongs to the sentence ("(see a.com/x)"). Linear: brackets are counted once. */
@@ -448,11 +485,31 @@ static size_t path_end(const char *s, size_t len, size_t p)
 {
     size_t e = p;
     long paren = 0, square = 0; /* opens minus closes */
+#if defined(__SSE2__)
+    /* sixteen bytes per step; the brackets of a block (rare) are counted a byte at a time */
+    for (; e + 16 <= len; e += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + e));
+        unsigned stop = path_stop16(v);
+        unsigned take = stop != 0 ? (1u << __builtin_ctz(stop)) - 1 : 0xffffu;
+        for (unsigned b = bracket16(v) & take; b != 0; b &= b - 1) {
+            char c = s[e + (size_t)__builtin_ctz(b)];
+            paren += c == '(' ? 1 : c == ')' ? -1 : 0;
+            square += c == '[' ? 1 : c == ']' ? -1 : 0;
+        }
+        if (stop != 0) {
+            e += (size_t)__builtin_ctz(stop);
+            goto trim;
+        }
+    }
+#endif
     while (e < len && path_char((unsigned char)s[e])) {
         char c = s[e++];
         paren += c == '(' ? 1 : c == ')' ? -1 : 0;
         square += c == '[' ? 1 : c == ']' ? -1 : 0;
     }
+#if defined(__SSE2__)
+trim:
+#endif
     while (e > p) {
         char c = s[e - 1];
         size_t k;
@@ -535,6 +592,52 @@ static bool bare_host_ok(const char *host, size_t last, size_t labels, unsigned 
     return common_link_tld(tld, tn) || labels >= 3;
 }
 
+/* Where a userinfo that may start at s[h] stops: the first '/', '@' or byte that is not above
+ * ' ' as a (signed) char, so also at any byte >= 0x80; at most 256 bytes on. */
+static size_t userinfo_stop(const char *s, size_t len, size_t h)
+{
+    size_t k = h, lim = len - h > 256 ? h + 256 : len;
+#if defined(__SSE2__)
+    const __m128i sp = _mm_set1_epi8(' '), sl = _mm_set1_epi8('/'), at = _mm_set1_epi8('@');
+    for (; k + 16 <= lim; k += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + k));
+        unsigned m = ~(unsigned)_mm_movemask_epi8(_mm_cmpgt_epi8(v, sp)) & 0xffffu;
+        m |=
+            (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, sl), _mm_cmpeq_epi8(v, at)));
+        if (m != 0)
+            return k + (size_t)__builtin_ctz(m);
+    }
+#endif
+    while (k < lim && s[k] != '/' && s[k] != '@' && s[k] > ' ')
+        k++;
+    return k;
+}
+
+/* How many ASCII host label bytes (is_label()) follow from s[p], counting no further than
+ * LABEL_MAX + 1 (more is too long a label anyway). */
+static size_t ascii_label_run(const char *s, size_t len, size_t p)
+{
+    size_t k = p;
+#if defined(__SSE2__)
+    for (; k + 16 <= len && k - p <= LABEL_MAX; k += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + k));
+        __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+        __m128i a = _mm_sub_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+        /* unsigned x <= max  <=>  min(x, max) == x */
+        __m128i ok = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d),
+                                  _mm_cmpeq_epi8(_mm_min_epu8(a, _mm_set1_epi8(25)), a));
+        ok = _mm_or_si128(ok, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
+                                           _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
+        unsigned bad = ~(unsigned)_mm_movemask_epi8(ok) & 0xffffu;
+        if (bad != 0)
+            return k - p + (size_t)__builtin_ctz(bad);
+    }
+#endif
+    while (k < len && k - p <= LABEL_MAX && is_label((unsigned char)s[k]))
+        k++;
+    return k - p;
+}
+
 /* Parses a link whose host starts at s[h] (after any scheme). On success appends the item and
  * returns the end of the span; returns 0 if it is not a link. */
 static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
@@ -549,9 +652,7 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
     /* userinfo: only after a scheme ("http://paypal.com@evil.example/"); without one,
      * "bob@example.com" is an e-mail address, not a link */
     if (sch != NULL) {
-        size_t k = h;
-        while (k < len && k - h < 256 && s[k] != '/' && s[k] != '@' && s[k] > ' ')
-            k++;
+        size_t k = userinfo_stop(s, len, h);
         if (k < len && s[k] == '@' && k + 1 < len && label_at(s, len, k + 1) > 0) {
             flags |= URL_F_USERINFO;
             h = k + 1;
@@ -579,6 +680,24 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
         labels = 1;
     } else {
         for (;;) {
+            /* a run of ASCII label bytes at once: most hosts are nothing else */
+            size_t run = ascii_label_run(s, len, p);
+            if (run > 0) {
+                if (hn + run > HOST_MAX || label_len + run > LABEL_MAX)
+                    return 0;
+                if (label_len == 0) {
+                    last_label = hn;
+                    bi.last_upper = s[p] >= 'A' && s[p] <= 'Z';
+                    /* an ACE label ("xn--"), which is ASCII: the run holds its prefix */
+                }
+                label_len += run;
+                for (size_t k = 0; k < run; k++) {
+                    char c = s[p++];
+                    bi.lower_seen |= c >= 'a' && c <= 'z';
+                    host[hn++] = lower(c);
+                }
+                continue;
+            }
             size_t cl = p < len ? label_at(s, len, p) : 0;
             if (cl > 0) {
                 if (hn + cl > HOST_MAX || (label_len += cl) > LABEL_MAX)
@@ -670,8 +789,10 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
     }
 
     /* canonical form: scheme://host[:port]path, then the host on its own */
-    const char *canon = sch != NULL ? sch->canon : "http";
-    out_put(&o, canon, strlen(canon));
+    if (sch != NULL)
+        out_put(&o, sch->canon, sch->canon_len);
+    else
+        out_put(&o, "http", 4);
     out_put(&o, "://", 3);
     out_put(&o, host, hn);
     if (port_len > 0)

@@ -206,6 +206,19 @@ static void test_userinfo_and_punycode(void **state)
               "xn--80ak6aa92e.com", "xn--80ak6aa92e.com", URL_F_PUNYCODE, NULL);
     check_one(set, "https://www.xn--pypal-4ve.com/", "https://www.xn--pypal-4ve.com/",
               "www.xn--pypal-4ve.com", "xn--pypal-4ve.com", URL_F_PUNYCODE, NULL);
+    /* userinfo longer than a sixteen-byte step, ending at '@' anywhere in a block */
+    for (size_t n = 1; n < 40; n++) {
+        char text[128], user[64];
+        for (size_t k = 0; k < n; k++)
+            user[k] = (char)('a' + k % 26);
+        user[n] = '\0';
+        snprintf(text, sizeof(text), "http://%s@evil.ru/login now", user);
+        check_one(set, text, "http://evil.ru/login", "evil.ru", "evil.ru", URL_F_USERINFO, NULL);
+        /* a '/' before the '@' makes it a path, not userinfo */
+        snprintf(text, sizeof(text), "http://good.example/%s@evil.ru/login now", user);
+        assert_int_equal(extract(set, text), 1);
+        assert_string_equal(set->items[0].host, "good.example");
+    }
     /* an e-mail address is not a link */
     check_none(set, "bob@example.com");
     check_none(set, "mail bob.smith@evil.ru now");
@@ -237,6 +250,71 @@ static void test_ports_and_paths(void **state)
     /* no path: "" */
     check_one(set, "http://x.com", "http://x.com", "x.com", "x.com", 0, NULL);
     assert_string_equal(set->items[0].path, "");
+
+    /* Paths long enough for the sixteen-byte steps of path_end(): each delimiter ends the path
+     * inside a block, wherever in the block it stands, and bytes >= 0x80 do not. */
+    static const char delims[] = {' ', '\t', '<', '>', '"', '`', '{', '}', '|', '\\', '^', 0x7f};
+    for (size_t d = 0; d < sizeof(delims); d++) {
+        for (size_t at = 1; at < 40; at++) {
+            char text[128], want[128];
+            char path[64];
+            for (size_t k = 0; k < at; k++)
+                path[k] = (char)('a' + k % 26);
+            path[0] = '/';
+            path[at] = '\0';
+            snprintf(text, sizeof(text), "http://x.com%s%cpadpadpadpadpadpadpadpad", path,
+                     delims[d]);
+            snprintf(want, sizeof(want), "http://x.com%s", path);
+            check_one(set, text, want, "x.com", "x.com", 0, NULL);
+        }
+    }
+    check_one(set, "http://x.com/caf\xc3\xa9-\xc3\xa9t\xc3\xa9/menu.html here",
+              "http://x.com/caf\xc3\xa9-\xc3\xa9t\xc3\xa9/menu.html", "x.com", "x.com", 0, NULL);
+    /* brackets are counted up to where the path ends, not past it in the same block: the
+     * unbalanced ")" belongs to the sentence, whatever follows the path */
+    check_one(set, "(see http://x.com/abcdefghij) ((((x", "http://x.com/abcdefghij", "x.com",
+              "x.com", 0, NULL);
+    check_one(set, "http://x.com/abcdefghijklmnopqrstuvwxyz_(bar) ]]]]]]]]",
+              "http://x.com/abcdefghijklmnopqrstuvwxyz_(bar)", "x.com", "x.com", 0, NULL);
+    check_one(set, "[http://x.com/abcdefghijklmnopq/r] ((((((", "http://x.com/abcdefghijklmnopq/r",
+              "x.com", "x.com", 0, NULL);
+}
+
+/* Host labels long enough for the sixteen-byte steps: every label character (digits, '-', '_',
+ * both cases) at every place in a block stays in the label, lower-cased; a label of 63 bytes
+ * is a host, one of 64 is not. */
+static void test_long_labels(void **state)
+{
+    struct url_set *set = *state;
+    static const char chars[] = "0123456789-_ABCZabcz";
+    for (size_t c = 0; c < sizeof(chars) - 1; c++) {
+        for (size_t at = 1; at < 40; at++) {
+            char label[64], text[160], want_host[160], want_url[200];
+            for (size_t k = 0; k < 40; k++)
+                label[k] = (char)('a' + k % 26);
+            label[at] = chars[c];
+            label[40] = '\0';
+            snprintf(text, sizeof(text), "go to http://%s.com/x now", label);
+            for (size_t k = 0; label[k] != '\0'; k++)
+                label[k] = (char)(label[k] >= 'A' && label[k] <= 'Z' ? label[k] + 32 : label[k]);
+            snprintf(want_host, sizeof(want_host), "%s.com", label);
+            snprintf(want_url, sizeof(want_url), "http://%s/x", want_host);
+            check_one(set, text, want_url, want_host, want_host, 0, NULL);
+        }
+    }
+    char text[200], label[70];
+    memset(label, 'k', 63);
+    label[63] = '\0';
+    snprintf(text, sizeof(text), "http://www.%s.com/x", label);
+    assert_int_equal(extract(set, text), 1);
+    assert_int_equal(strlen(set->items[0].host), 4 + 63 + 4);
+    memset(label, 'k', 64);
+    label[64] = '\0';
+    snprintf(text, sizeof(text), "http://www.%s.com/x", label);
+    check_none(set, text);
+    /* mixed case as written: "WWW.EVIL.RU" is a host, "Thanks.It" is a sentence */
+    check_one(set, "see WWW.ABCDEFGHIJKLMNOPQRST.RU now", "http://www.abcdefghijklmnopqrst.ru",
+              "www.abcdefghijklmnopqrst.ru", "abcdefghijklmnopqrst.ru", URL_F_SCHEMELESS, NULL);
 }
 
 static void test_registrable_domain(void **state)
@@ -585,6 +663,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ip_hosts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_userinfo_and_punycode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ports_and_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_labels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registrable_domain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chat_is_not_a_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unicode_edges, setup, teardown),

@@ -838,11 +838,16 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     out->n_urls = 0;
     out->quarantine_started = false;
 
-    /* The body is read first by text_normalize(), after the sender's keys and prefetches
-     * below: start fetching its first lines now, so that those misses overlap that work
-     * instead of following it (the hardware prefetcher picks up the rest of a long body once
-     * the copy streams through it). A no-op for a body the parser just read. */
+    /* The sender's address is read first (its keys below), then the body by text_normalize():
+     * start fetching both now, so that their misses overlap each other and that work instead
+     * of following one another (the hardware prefetcher picks up the rest of a long body once
+     * the copy streams through it). A no-op for a stanza the parser just read; the bench's
+     * corpus, 40 MB of bodies and a table of 10,000 addresses, is not in cache. */
     bool scan_body = !(msg->flags & MATCHER_F_ENCRYPTED) && msg->body != NULL && msg->body_len > 0;
+    if (msg->sender != NULL && msg->sender_len > 0) {
+        __builtin_prefetch(msg->sender, 0, 3);
+        __builtin_prefetch(msg->sender + msg->sender_len - 1, 0, 3);
+    }
     if (scan_body) {
         size_t ahead =
             msg->body_len < MATCHER_BODY_PREFETCH ? msg->body_len : MATCHER_BODY_PREFETCH;

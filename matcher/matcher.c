@@ -848,6 +848,12 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
         __builtin_prefetch(msg->sender, 0, 3);
         __builtin_prefetch(msg->sender + msg->sender_len - 1, 0, 3);
     }
+    /* and the first lines of the recipient and source addresses, which a message with a link
+     * reads after its scans: two wasted prefetches for the others */
+    if (msg->recipient != NULL && msg->recipient_len > 0)
+        __builtin_prefetch(msg->recipient, 0, 3);
+    if (msg->ip != NULL && msg->ip_len > 0)
+        __builtin_prefetch(msg->ip, 0, 3);
     if (scan_body) {
         size_t ahead =
             msg->body_len < MATCHER_BODY_PREFETCH ? msg->body_len : MATCHER_BODY_PREFETCH;

@@ -607,7 +607,8 @@ static void normalize_chars(const char *in, size_t in_len, char *out, struct tex
 #define FP_CHUNK 512
 #define FP_STAGE 2048
 /* Room past FP_STAGE: what one step writes before its drain (a block's 16 bytes, a scalar
- * run's 15, a marker) plus the 8-byte stores of the packing, which may write past the end. */
+ * run's 15, a marker) plus the 8-byte stores of the packing and the 64-byte store of the
+ * compress step, which may write past the end. */
 #define FP_SLACK 64
 
 struct fp_state {
@@ -732,27 +733,67 @@ __attribute__((target("avx2,popcnt"))) static inline void fp_chunk16_pack(const 
 }
 #endif
 
-/* The whole fold. pack picks the block step (the AVX2 byte shuffles or a loop per kept byte)
- * and is a constant where this is inlined, so each variant below is one function, with the
- * state in registers and the constants of the block step loaded once. */
+#if defined(SW_HAVE_AVX2_PATHS)
+/* fp_chunk16_pack() for the n <= 64 bytes p[0..n) at once: AVX-512 VBMI2 compresses the kept
+ * bytes to the front of a register in one instruction, stored in one go (up to 64 bytes, within
+ * FP_SLACK). The bytes past n are never loaded (a masked load), so the last piece of a run
+ * needs no byte loop. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi2,popcnt"))) static inline void
+fp_chunk64(const char *p, size_t n, struct fp_state *st)
+{
+    __mmask64 valid = n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1);
+    __m512i v = _mm512_maskz_loadu_epi8(valid, p);
+    __m512i lc = _mm512_or_si512(v, _mm512_set1_epi8(0x20));
+    __mmask64 letter =
+        _mm512_cmple_epu8_mask(_mm512_sub_epi8(lc, _mm512_set1_epi8('a')), _mm512_set1_epi8(25));
+    __mmask64 high = _mm512_movepi8_mask(v); /* bytes >= 0x80 keep their value */
+    __mmask64 keep = (letter | high) & valid;
+    if (keep == 0)
+        return;
+    __m512i e = _mm512_mask_blend_epi8(high, lc, v);
+    _mm512_storeu_si512((void *)(st->stage + st->end), _mm512_maskz_compress_epi8(keep, e));
+    size_t k = (size_t)__builtin_popcountll(keep);
+    st->end += k;
+    st->total += k;
+}
+#endif
+
+/* How fp_fold() steps through a run of text between links. */
+enum fp_step {
+    FP_STEP_LOOP,     /* sixteen bytes classified at once, kept bytes written one at a time */
+    FP_STEP_PACK,     /* sixteen bytes, kept bytes packed by two byte shuffles (AVX2) */
+    FP_STEP_COMPRESS, /* sixty-four bytes, kept bytes compressed in one instruction (AVX-512) */
+};
+
+/* The whole fold. step picks the block step and is a constant where this is inlined, so each
+ * variant below is one function, with the state in registers and the constants of the block
+ * step loaded once. */
 __attribute__((always_inline)) static inline uint64_t fp_fold(const char *norm, size_t len,
                                                               const struct text_span *spans,
                                                               size_t n, size_t *folded_len,
-                                                              bool pack)
+                                                              enum fp_step step)
 {
     char stage[FP_STAGE + FP_SLACK];
     struct fp_state st = {.h = 0x5370696d77616c6cULL, .stage = stage};
     size_t i = 0, si = 0;
-    (void)pack;
+    (void)step;
 
     while (i < len) {
         size_t stop = len;
         if (si < n && spans[si].off < stop)
             stop = spans[si].off > i ? spans[si].off : i;
+#if defined(SW_HAVE_AVX2_PATHS)
+        while (step == FP_STEP_COMPRESS && i < stop) {
+            size_t k = stop - i < 64 ? stop - i : 64;
+            fp_chunk64(norm + i, k, &st);
+            fp_drain(&st, false);
+            i += k;
+        }
+#endif
 #if defined(__SSE2__)
         for (; i + 16 <= stop; i += 16) {
 #if defined(SW_HAVE_AVX2_PATHS)
-            if (pack)
+            if (step == FP_STEP_PACK)
                 fp_chunk16_pack(norm + i, &st);
             else
 #endif
@@ -790,7 +831,14 @@ __attribute__((target("avx2,popcnt"))) static uint64_t fp_fold_avx2(const char *
                                                                     const struct text_span *spans,
                                                                     size_t n, size_t *folded_len)
 {
-    return fp_fold(norm, len, spans, n, folded_len, true);
+    return fp_fold(norm, len, spans, n, folded_len, FP_STEP_PACK);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vbmi2,avx2,popcnt"))) static uint64_t
+fp_fold_avx512(const char *norm, size_t len, const struct text_span *spans, size_t n,
+               size_t *folded_len)
+{
+    return fp_fold(norm, len, spans, n, folded_len, FP_STEP_COMPRESS);
 }
 #endif
 
@@ -798,10 +846,12 @@ uint64_t text_fingerprint(const char *norm, size_t len, const struct text_span *
                           size_t *folded_len)
 {
 #if defined(SW_HAVE_AVX2_PATHS)
+    if (sw_cpu_avx512())
+        return fp_fold_avx512(norm, len, spans, n, folded_len);
     if (sw_cpu_avx2()) {
         pthread_once(&fp_pack_once, fp_pack_init);
         return fp_fold_avx2(norm, len, spans, n, folded_len);
     }
 #endif
-    return fp_fold(norm, len, spans, n, folded_len, false);
+    return fp_fold(norm, len, spans, n, folded_len, FP_STEP_LOOP);
 }

@@ -688,7 +688,6 @@ static size_t parse_at(const char *s, size_t len, size_t span_start, size_t h,
                 if (label_len == 0) {
                     last_label = hn;
                     bi.last_upper = s[p] >= 'A' && s[p] <= 'Z';
-                    /* an ACE label ("xn--"), which is ASCII: the run holds its prefix */
                 }
                 label_len += run;
                 for (size_t k = 0; k < run; k++) {

@@ -49,6 +49,11 @@ bool sw_cpu_avx512(void)
     return cpu_tier_now() >= SW_CPU_AVX512;
 }
 
+enum sw_cpu_tier sw_cpu_tier(void)
+{
+    return (enum sw_cpu_tier)cpu_tier_now();
+}
+
 void sw_cpu_force_tier(enum sw_cpu_tier tier)
 {
     int best = cpu_best_tier();

@@ -32,6 +32,9 @@ bool sw_cpu_avx2(void);
  * BW and VBMI2, and SW_SIMD is neither "baseline" nor "avx2". */
 bool sw_cpu_avx512(void);
 
+/* The tier in use (decided on the first call, as above). */
+enum sw_cpu_tier sw_cpu_tier(void);
+
 /* Tests only: force the tier (capped at what the CPU has). */
 void sw_cpu_force_tier(enum sw_cpu_tier tier);
 

@@ -494,6 +494,87 @@ static void test_field_cache_same_verdicts(void **state)
     matcher_unref(nocache);
 }
 
+/* A sender's cache entry holds the hits of its address and of its domain together; an entry
+ * holds five ids, so a sender with more hits in all is scanned every time, and one with five
+ * is replayed whole. Fresh, cached and replayed verdicts must agree, the block list's reason
+ * naming the domain (rules' reasons carry no detail). */
+static void test_sender_entry_bounds(void **state)
+{
+    (void)state;
+    static const char rules[] = "rule S_A sender 1 /^spammer/\n"
+                                "rule S_B sender 1 /mer@/\n"
+                                "rule S_C sender 1 /@spam/\n"
+                                "rule S_D sender 1 \"spammer@spam.example\"\n"
+                                "rule S_E sender 1 /^spam/\n"
+                                "rule S_F sender 1 /example/\n"
+                                "rule D_A domain 1 /spam/\n"
+                                "rule D_B domain 1 /example$/\n"
+                                "rule D_C domain 1 /^spam\\./\n"
+                                "rule D_D domain 1 /\\./\n";
+    struct hsdb *db = compile_or_fail(rules, "spam.example\n", NULL);
+    struct sw_err err = {{0}};
+    struct matcher_config cfg;
+    static const unsigned slots[] = {0, 1, 2, 65536};
+    struct matcher *m[4];
+    struct matcher_ctx *ctx[4];
+    for (unsigned k = 0; k < 4; k++) {
+        matcher_config_defaults(&cfg);
+        cfg.field_cache_slots = slots[k];
+        m[k] = matcher_new(db, &cfg, &err);
+        assert_non_null(m[k]);
+        ctx[k] = matcher_ctx_new();
+        assert_non_null(ctx[k]);
+    }
+    /* ids per sender (address + domain): 6 + 5 (the address alone overflows an entry, and
+     * all of them would overflow the ids kept while both are scanned), 2 + 5, 4 + 5, 2 + 5,
+     * 2 + 3 (five: cached whole), none */
+    static const struct {
+        const char *from;
+        unsigned sender_hits, domain_hits;
+        bool listed;
+    } cases[] = {
+        {"spammer@spam.example/res", 6, 4, true}, {"xyz@spam.example", 2, 4, true},
+        {"spammer2@spam.example", 4, 4, true},    {"zzz.spam.example@spam.example", 2, 4, true},
+        {"x@spam.example.org", 2, 3, false},      {"nobody-at-all", 0, 0, false}};
+    for (unsigned round = 0; round < 3; round++) {
+        for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+            for (unsigned k = 0; k < 4; k++) {
+                struct matcher_msg msg = {.sender = cases[c].from,
+                                          .sender_len = strlen(cases[c].from),
+                                          .body = "hello",
+                                          .body_len = 5,
+                                          .now_ms = 1};
+                struct verdict v;
+                assert_int_equal(matcher_classify(ctx[k], m[k], NULL, &msg, &v, &err), SW_OK);
+                unsigned ns = 0, nd = 0;
+                bool listed = false;
+                for (unsigned i = 0; i < v.n_reasons; i++) {
+                    const struct verdict_reason *r = &v.reasons[i];
+                    if (strcmp(r->id, "LIST_DOMAIN_BLOCK") == 0) {
+                        listed = true;
+                        assert_string_equal(r->detail, "spam.example");
+                        continue;
+                    }
+                    assert_string_equal(r->detail, "");
+                    ns += r->id[0] == 'S';
+                    nd += r->id[0] == 'D';
+                }
+                if (ns != cases[c].sender_hits || nd != cases[c].domain_hits ||
+                    listed != cases[c].listed)
+                    fail_msg("%s, %u slots, round %u: %u sender and %u domain hits, listed %d; "
+                             "want %u, %u, %d",
+                             cases[c].from, slots[k], round, ns, nd, listed, cases[c].sender_hits,
+                             cases[c].domain_hits, cases[c].listed);
+            }
+        }
+    }
+    for (unsigned k = 0; k < 4; k++) {
+        matcher_ctx_free(ctx[k]);
+        matcher_unref(m[k]);
+    }
+    hsdb_unref(db);
+}
+
 /* A sender with spim history is not flagged for link-free chat, but is when it links. */
 static void test_history_needs_evidence(void **state)
 {
@@ -869,6 +950,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_short_shared_link_is_not_campaign, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_domain_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_field_cache_same_verdicts, setup, teardown),
+        cmocka_unit_test(test_sender_entry_bounds),
         cmocka_unit_test_setup_teardown(test_bad_ip_needs_evidence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_needs_evidence, setup, teardown),

@@ -206,6 +206,17 @@ static void test_userinfo_and_punycode(void **state)
               "xn--80ak6aa92e.com", "xn--80ak6aa92e.com", URL_F_PUNYCODE, NULL);
     check_one(set, "https://www.xn--pypal-4ve.com/", "https://www.xn--pypal-4ve.com/",
               "www.xn--pypal-4ve.com", "xn--pypal-4ve.com", URL_F_PUNYCODE, NULL);
+    /* a byte >= 0x80 ends a userinfo before its '@' (the scan compares signed chars): the
+     * host is what comes before it, wherever in a block it stands */
+    for (size_t n = 0; n < 24; n++) {
+        char text[96], want[64];
+        snprintf(text, sizeof(text), "http://%.*scaf\xc3\xa9@evil.ru/x", (int)n,
+                 "abcdefghijklmnopqrstuvwxyz");
+        snprintf(want, sizeof(want), "%.*scaf\xc3\xa9", (int)n, "abcdefghijklmnopqrstuvwxyz");
+        assert_int_equal(extract(set, text), 1);
+        assert_string_equal(set->items[0].host, want);
+        assert_int_equal(set->items[0].flags & URL_F_USERINFO, 0);
+    }
     /* userinfo longer than a sixteen-byte step, ending at '@' anywhere in a block */
     for (size_t n = 1; n < 40; n++) {
         char text[128], user[64];
@@ -312,6 +323,40 @@ static void test_long_labels(void **state)
     label[64] = '\0';
     snprintf(text, sizeof(text), "http://www.%s.com/x", label);
     check_none(set, text);
+    /* every byte that ends a label, at every place in a block, ends the host there */
+    static const char ends[] = {'`', '{', '[', ':', (char)0x80, '/'};
+    for (size_t e = 0; e < sizeof(ends); e++) {
+        for (size_t at = 1; at < 40; at++) {
+            char lbl[48], want[64];
+            for (size_t k = 0; k < at; k++)
+                lbl[k] = (char)('a' + k % 26);
+            lbl[at] = '\0';
+            snprintf(text, sizeof(text), "http://%s%crest.com/x", lbl, ends[e]);
+            assert_true(extract(set, text) >= 1);
+            assert_string_equal(set->items[0].host, lbl);
+            if (ends[e] != '/') {
+                snprintf(want, sizeof(want), "http://%s", lbl);
+                assert_string_equal(set->items[0].url, want);
+            }
+        }
+    }
+    /* a label that goes on after a UTF-8 character: one label, lower-cased */
+    check_one(set,
+              "x.caf\xc3\xa9"
+              "Com.ru",
+              "http://x.caf\xc3\xa9"
+              "com.ru",
+              "x.caf\xc3\xa9"
+              "com.ru",
+              "caf\xc3\xa9"
+              "com.ru",
+              URL_F_SCHEMELESS, NULL);
+    /* case as written counts over whole labels, not their first bytes: a lower-case letter
+     * anywhere, with a capital starting the last label, makes a sentence */
+    check_none(set, "HEY.Com");
+    check_none(set, "HEY.COm");
+    check_none(set, "HEy.COM");
+    check_one(set, "HEY.COM", "http://hey.com", "hey.com", "hey.com", URL_F_SCHEMELESS, NULL);
     /* mixed case as written: "WWW.EVIL.RU" is a host, "Thanks.It" is a sentence */
     check_one(set, "see WWW.ABCDEFGHIJKLMNOPQRST.RU now", "http://www.abcdefghijklmnopqrst.ru",
               "www.abcdefghijklmnopqrst.ru", "abcdefghijklmnopqrst.ru", URL_F_SCHEMELESS, NULL);

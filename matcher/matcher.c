@@ -902,8 +902,9 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     if (scan_body) {
         size_t in_len = msg->body_len < cfg->max_text ? msg->body_len : cfg->max_text;
         text_normalize(msg->body, in_len, ctx->norm, &tn);
-        if (scan_field(ctx, m, RULE_BODY, ctx->norm, tn.len, 0, err) != SW_OK)
-            return SW_ERROR;
+        /* The links, their keys and the fingerprint come before the body scan, which does not
+         * need them: the cache slots and reputation buckets they name are random memory, and
+         * the scan is the longest work there is to overlap their misses with. */
         url_extract(ctx->norm, tn.len, ctx->urls);
         out->n_urls = ctx->urls->n;
 
@@ -928,13 +929,18 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
         else
             digest_len = tn.len;
         /* The fingerprint, pair, domain and source-address buckets are random memory too, and a
-         * message with a link looks all of them up: fetch them while its links are scanned. */
+         * message with a link looks all of them up: fetch their tag lines during the body scan,
+         * then their entry lines while the links are scanned. */
         if (use_rep) {
             spread_keys(ctx, m, msg, folded_len, out->fingerprint, &rm, dom_url);
             spread_done = true;
             if (ctx->urls->n > 0)
                 rep_prefetch_spread(rep, &rm);
         }
+        if (scan_field(ctx, m, RULE_BODY, ctx->norm, tn.len, 0, err) != SW_OK)
+            return SW_ERROR;
+        if (use_rep && ctx->urls->n > 0)
+            rep_prefetch_spread_entries(rep, &rm);
         for (unsigned i = 0; i < ctx->urls->n; i++) {
             const struct url_item *u = &ctx->urls->items[i];
             if (scan_field(ctx, m, RULE_URL, u->url, u->url_len, url_keys[i][0], err) != SW_OK ||

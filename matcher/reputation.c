@@ -684,6 +684,22 @@ void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg)
         rep_prefetch_bucket(rep, REP_KIND_IP, msg->ip);
 }
 
+void rep_prefetch_spread_entries(const struct rep *rep, const struct rep_msg *msg)
+{
+    struct rep_slot fp, pair, dom[REP_MAX_DOMAINS];
+    unsigned n_dom = msg->n_domains < REP_MAX_DOMAINS ? msg->n_domains : REP_MAX_DOMAINS;
+    locate_spread(rep, msg, &fp, &pair, dom);
+    if (msg->fingerprint != 0) {
+        rep_prefetch_entry(&fp);
+        if (msg->sender != 0)
+            rep_prefetch_entry(&pair);
+    }
+    for (unsigned i = 0; i < n_dom; i++) {
+        if (msg->domains[i] != 0)
+            rep_prefetch_entry(&dom[i]);
+    }
+}
+
 /* Adds weight to the spam history of (kind, raw). */
 static void add_spam(struct rep *rep, enum rep_kind kind, uint64_t raw, uint64_t now, double weight)
 {

@@ -87,6 +87,12 @@ void rep_prefetch(const struct rep *rep, uint64_t sender);
  * matcher: messages with links, which always look up their source address). */
 void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg);
 
+/* The second stage of rep_prefetch_spread(), for a caller with more work before its
+ * rep_observe(): reads the tag lines that one fetched (without the lock; a stale read costs a
+ * wasted prefetch, nothing else) and starts fetching the entry line each key will most likely
+ * use, so that the entry misses overlap that work too. */
+void rep_prefetch_spread_entries(const struct rep *rep, const struct rep_msg *msg);
+
 /* Feedback after a verdict of tag or drop: adds weight to the spam history of the sender, the
  * IP and every domain of msg (bad-domain history), at msg->now_ms. A weight that is not a
  * positive finite number is ignored. Thread-safe. */

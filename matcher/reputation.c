@@ -569,6 +569,23 @@ static inline void locate_spread(const struct rep *rep, const struct rep_msg *ms
     }
 }
 
+/* rep_prefetch_entry() of the slots locate_spread() filled. */
+__attribute__((always_inline)) static inline void
+prefetch_spread_entries(const struct rep_msg *msg, const struct rep_slot *fp,
+                        const struct rep_slot *pair, const struct rep_slot *dom)
+{
+    unsigned n_dom = msg->n_domains < REP_MAX_DOMAINS ? msg->n_domains : REP_MAX_DOMAINS;
+    if (msg->fingerprint != 0) {
+        rep_prefetch_entry(fp);
+        if (msg->sender != 0)
+            rep_prefetch_entry(pair);
+    }
+    for (unsigned i = 0; i < n_dom; i++) {
+        if (msg->domains[i] != 0)
+            rep_prefetch_entry(&dom[i]);
+    }
+}
+
 void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals *out)
 {
     struct rep_slot sender, ip, fp, pair, dom[REP_MAX_DOMAINS];
@@ -588,15 +605,7 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
         rep_prefetch_entry(&sender);
     if (msg->ip != 0)
         rep_prefetch_entry(&ip);
-    if (msg->fingerprint != 0) {
-        rep_prefetch_entry(&fp);
-        if (msg->sender != 0)
-            rep_prefetch_entry(&pair);
-    }
-    for (unsigned i = 0; i < n_dom; i++) {
-        if (msg->domains[i] != 0)
-            rep_prefetch_entry(&dom[i]);
-    }
+    prefetch_spread_entries(msg, &fp, &pair, dom);
 
     if (msg->sender != 0) {
         shard_lock(sender.sh);
@@ -687,17 +696,8 @@ void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg)
 void rep_prefetch_spread_entries(const struct rep *rep, const struct rep_msg *msg)
 {
     struct rep_slot fp, pair, dom[REP_MAX_DOMAINS];
-    unsigned n_dom = msg->n_domains < REP_MAX_DOMAINS ? msg->n_domains : REP_MAX_DOMAINS;
     locate_spread(rep, msg, &fp, &pair, dom);
-    if (msg->fingerprint != 0) {
-        rep_prefetch_entry(&fp);
-        if (msg->sender != 0)
-            rep_prefetch_entry(&pair);
-    }
-    for (unsigned i = 0; i < n_dom; i++) {
-        if (msg->domains[i] != 0)
-            rep_prefetch_entry(&dom[i]);
-    }
+    prefetch_spread_entries(msg, &fp, &pair, dom);
 }
 
 /* Adds weight to the spam history of (kind, raw). */

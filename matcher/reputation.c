@@ -601,11 +601,16 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
     if (msg->ip != 0)
         rep_locate(rep, REP_KIND_IP, msg->ip, &ip);
     locate_spread(rep, msg, &fp, &pair, dom);
-    if (msg->sender != 0)
-        rep_prefetch_entry(&sender);
-    if (msg->ip != 0)
-        rep_prefetch_entry(&ip);
-    prefetch_spread_entries(msg, &fp, &pair, dom);
+    /* The entry lines, when there is more than one key: their misses then overlap. A lone key
+     * (a link-free message's sender) has nothing to overlap with; its probe below reads the
+     * tag line anyway. */
+    if (msg->ip != 0 || msg->fingerprint != 0 || n_dom > 0) {
+        if (msg->sender != 0)
+            rep_prefetch_entry(&sender);
+        if (msg->ip != 0)
+            rep_prefetch_entry(&ip);
+        prefetch_spread_entries(msg, &fp, &pair, dom);
+    }
 
     if (msg->sender != 0) {
         shard_lock(sender.sh);

@@ -19,6 +19,7 @@
 #endif
 
 #include "matcher/hash.h"
+#include "matcher/simd.h"
 #include "matcher/text.h"
 #include "matcher/url.h"
 
@@ -534,8 +535,7 @@ static int scan_sender(struct matcher_ctx *ctx, const struct matcher *m, size_t 
 static inline void addr_fold16(char *dst, const char *src, size_t off)
 {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(src + off));
-    __m128i a = _mm_sub_epi8(v, _mm_set1_epi8('A'));
-    __m128i upper = _mm_cmpeq_epi8(_mm_min_epu8(a, _mm_set1_epi8(25)), a);
+    __m128i upper = sw_in_range_epu8(v, 'A', 25);
     v = _mm_or_si128(v, _mm_and_si128(upper, _mm_set1_epi8(0x20)));
     _mm_storeu_si128((__m128i *)(void *)(dst + off), v);
 }

@@ -16,6 +16,7 @@
 
 #include "matcher/cpu.h"
 #include "matcher/hash.h"
+#include "matcher/simd.h"
 #include "protocols/utf8.h"
 #include "protocols/xmlref.h"
 #if defined(SW_HAVE_AVX2_PATHS)
@@ -256,14 +257,12 @@ static bool all_plain_ascii(const char *s, size_t len)
  * where folding may start; else updates *carry for the next block. */
 static inline bool fold_block_hit(__m128i v, unsigned *carry)
 {
-    const __m128i sp_max = _mm_set1_epi8(0x20), ctl_max = _mm_set1_epi8(0x1f);
-    /* unsigned v <= max  <=>  min(v, max) == v */
-    unsigned sp = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, sp_max), v));
+    unsigned sp = (unsigned)_mm_movemask_epi8(sw_le_epu8(v, _mm_set1_epi8(0x20)));
     if (sp == 0) {
         *carry = 0;
         return false;
     }
-    unsigned ctl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));
+    unsigned ctl = (unsigned)_mm_movemask_epi8(sw_le_epu8(v, _mm_set1_epi8(0x1f)));
     if (ctl != 0 || (sp & (sp >> 1)) != 0 || (*carry && (sp & 1)))
         return true;
     *carry = sp >> 15;
@@ -373,14 +372,12 @@ static bool copy_plain_ascii(const char *in, size_t len, char *out, size_t *from
 /* fold_block_hit() for a 32-byte block. */
 __attribute__((target("avx2"))) static inline bool fold_block_hit32(__m256i v, unsigned *carry)
 {
-    const __m256i sp_max = _mm256_set1_epi8(0x20), ctl_max = _mm256_set1_epi8(0x1f);
-    uint32_t sp = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(v, sp_max), v));
+    uint32_t sp = (uint32_t)_mm256_movemask_epi8(sw_le_epu8_256(v, _mm256_set1_epi8(0x20)));
     if (sp == 0) {
         *carry = 0;
         return false;
     }
-    uint32_t ctl =
-        (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl_max), v));
+    uint32_t ctl = (uint32_t)_mm256_movemask_epi8(sw_le_epu8_256(v, _mm256_set1_epi8(0x1f)));
     if (ctl != 0 || (sp & (sp >> 1)) != 0 || (*carry && (sp & 1)))
         return true;
     *carry = sp >> 31;
@@ -476,11 +473,7 @@ static inline size_t plain_run16(const char *in, size_t i, size_t len, char *out
             (unsigned)_mm_movemask_epi8(_mm_or_si128(v, _mm_cmpeq_epi8(v, _mm_set1_epi8('&'))));
         unsigned n = special != 0 ? (unsigned)__builtin_ctz(special) : 16;
         _mm_storeu_si128((__m128i *)(void *)(out + o + (i - start)), v);
-        __m128i la = _mm_sub_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
-        __m128i dg = _mm_sub_epi8(v, _mm_set1_epi8('0'));
-        unsigned alnum = (unsigned)_mm_movemask_epi8(
-            _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(la, _mm_set1_epi8(25)), la),
-                         _mm_cmpeq_epi8(_mm_min_epu8(dg, _mm_set1_epi8(9)), dg)));
+        unsigned alnum = (unsigned)_mm_movemask_epi8(sw_ascii_alnum16(v));
         unsigned sep = ~alnum & ((1u << n) - 1u); /* n <= 16: no overflow */
         if (sep != 0)
             *word_start = i + (31u - (unsigned)__builtin_clz(sep)) + 1;
@@ -661,10 +654,7 @@ static inline void fp_classify16(const char *p, struct fp_state *st, unsigned *k
 {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
     __m128i lc = _mm_or_si128(v, _mm_set1_epi8(0x20));
-    __m128i la = _mm_sub_epi8(lc, _mm_set1_epi8('a'));
-    /* unsigned x <= max  <=>  min(x, max) == x */
-    unsigned letter =
-        (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(la, _mm_set1_epi8(25)), la));
+    unsigned letter = (unsigned)_mm_movemask_epi8(sw_ascii_letter16(v));
     unsigned keep = letter | (unsigned)_mm_movemask_epi8(v);
     *keep_out = keep;
     st->total += (size_t)__builtin_popcount(keep);

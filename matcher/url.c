@@ -21,6 +21,7 @@
 
 #include "matcher/cpu.h"
 #include "matcher/hash.h"
+#include "matcher/simd.h"
 #if defined(SW_HAVE_AVX2_PATHS)
 #include <immintrin.h>
 #endif
@@ -458,9 +459,7 @@ static bool path_char(unsigned char c)
 /* The bytes of s[0..16) that are not path_char(), as a bit mask. */
 static inline unsigned path_stop16(__m128i v)
 {
-    const __m128i sp = _mm_set1_epi8(' ');
-    /* unsigned v <= ' '  <=>  min(v, ' ') == v */
-    __m128i m = _mm_cmpeq_epi8(_mm_min_epu8(v, sp), v);
+    __m128i m = sw_le_epu8(v, _mm_set1_epi8(' '));
     static const char stop[] = {'<', '>', '"', '`', '{', '}', '|', '\\', '^', 0x7f};
     for (size_t i = 0; i < sizeof(stop); i++)
         m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8(stop[i])));
@@ -621,13 +620,9 @@ static size_t ascii_label_run(const char *s, size_t len, size_t p)
 #if defined(__SSE2__)
     for (; k + 16 <= len && k - p <= LABEL_MAX; k += 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + k));
-        __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
-        __m128i a = _mm_sub_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
-        /* unsigned x <= max  <=>  min(x, max) == x */
-        __m128i ok = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d),
-                                  _mm_cmpeq_epi8(_mm_min_epu8(a, _mm_set1_epi8(25)), a));
-        ok = _mm_or_si128(ok, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
-                                           _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
+        __m128i ok =
+            _mm_or_si128(sw_ascii_alnum16(v), _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
+                                                           _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
         unsigned bad = ~(unsigned)_mm_movemask_epi8(ok) & 0xffffu;
         if (bad != 0)
             return k - p + (size_t)__builtin_ctz(bad);
@@ -922,9 +917,8 @@ static inline unsigned anchor_mask16(const char *p)
     __m128i prev = _mm_loadu_si128((const __m128i *)(const void *)(p - 1));
     __m128i next = _mm_loadu_si128((const __m128i *)(const void *)(p + 1));
     __m128i next2 = _mm_loadu_si128((const __m128i *)(const void *)(p + 2));
-    /* unsigned x <= ' '  <=>  min(x, ' ') == x */
-    __m128i prev_blank = _mm_cmpeq_epi8(_mm_min_epu8(prev, sp), prev);
-    __m128i next_blank = _mm_cmpeq_epi8(_mm_min_epu8(next, sp), next);
+    __m128i prev_blank = sw_le_epu8(prev, sp);
+    __m128i next_blank = sw_le_epu8(next, sp);
     __m128i m = _mm_andnot_si128(_mm_or_si128(prev_blank, next_blank), _mm_cmpeq_epi8(v, dot));
     m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, lbr),
                                      _mm_or_si128(_mm_cmpeq_epi8(v, lpa),
@@ -952,8 +946,8 @@ __attribute__((target("avx2"))) static inline uint32_t anchor_mask32(const char 
     __m256i prev = _mm256_loadu_si256((const __m256i *)(const void *)(p - 1));
     __m256i next = _mm256_loadu_si256((const __m256i *)(const void *)(p + 1));
     __m256i next2 = _mm256_loadu_si256((const __m256i *)(const void *)(p + 2));
-    __m256i prev_blank = _mm256_cmpeq_epi8(_mm256_min_epu8(prev, sp), prev);
-    __m256i next_blank = _mm256_cmpeq_epi8(_mm256_min_epu8(next, sp), next);
+    __m256i prev_blank = sw_le_epu8_256(prev, sp);
+    __m256i next_blank = sw_le_epu8_256(next, sp);
     __m256i m =
         _mm256_andnot_si256(_mm256_or_si256(prev_blank, next_blank), _mm256_cmpeq_epi8(v, dot));
     m = _mm256_or_si256(

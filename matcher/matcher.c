@@ -178,10 +178,15 @@ int matcher_config_check(const struct matcher_config *cfg, struct sw_err *err)
         if (cfg->campaign_threshold < 2)
             return sw_err_set(err, "matcher: campaign_threshold must be >= 2 (got %u)",
                               cfg->campaign_threshold);
-        if (!(cfg->rate_threshold > 0) || !(cfg->bad_domain_threshold > 0) ||
-            !(cfg->bad_sender_threshold > 0))
-            return sw_err_set(err, "matcher: rate, bad-domain and bad-sender thresholds must "
-                                   "be positive");
+        if (!(cfg->rate_threshold > 0))
+            return sw_err_set(err, "matcher: rate_threshold must be positive");
+        /* history below REP_HISTORY_MIN reads as none (reputation.h) */
+        if (!(cfg->bad_domain_threshold >= REP_HISTORY_MIN) ||
+            !(cfg->bad_sender_threshold >= REP_HISTORY_MIN))
+            return sw_err_set(err,
+                              "matcher: bad-domain and bad-sender thresholds must be at "
+                              "least %g",
+                              REP_HISTORY_MIN);
     }
     const double scores[] = {
         cfg->score_domain_block, cfg->score_domain_allow,  cfg->score_sender_block,
@@ -716,6 +721,7 @@ static void early_keys(const struct matcher_msg *msg, uint64_t sender_h, struct 
     memset(rm, 0, sizeof(*rm));
     rm->now_ms = msg->now_ms;
     rm->sender = sender_h;
+    rm->ip_history_only = true; /* REP_BAD_IP is all the source address is used for */
 }
 
 static bool has_ip(const struct matcher_msg *msg)
@@ -810,10 +816,9 @@ static void behaviour_signals(struct matcher_ctx *ctx, const struct matcher *m, 
     bool evidence = urls->n > 0 || v->score > 0;
     if (evidence && ip_later) {
         ip_key(m, msg, rm);
-        struct rep_msg ipm = {.ip = rm->ip, .now_ms = rm->now_ms};
+        struct rep_msg ipm = {.ip = rm->ip, .now_ms = rm->now_ms, .ip_history_only = true};
         struct rep_signals isig;
         rep_observe(rep, &ipm, &isig);
-        sig.ip_rate = isig.ip_rate;
         sig.ip_spam = isig.ip_spam;
     }
     if (evidence && rm->sender != 0 && sig.sender_spam >= cfg->bad_sender_threshold)

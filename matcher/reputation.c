@@ -40,7 +40,7 @@
 #define REP_WAYS 7
 #define REP_LRU_INIT 0x6543210ull /* nibble k holds way k: all empty, any order will do */
 #define REP_PROTECT_SHIFT 32      /* lru bits 0-27: recency order; bits 32-38: protected ways */
-#define REP_PROTECT_MIN 0.05      /* spam history below this no longer protects an entry */
+#define REP_PROTECT_MIN REP_HISTORY_MIN /* spam history below this no longer protects an entry */
 #define REP_MIN_SHARD_BUCKETS 16
 #define REP_LINE 64
 #define REP_HUGE_PAGE ((size_t)2 << 20)
@@ -125,6 +125,10 @@ struct rep {
     double inv_spam_hl;
     uint64_t capacity;
     size_t bytes;
+    struct rep_bucket *bucket0;      /* the first bucket of shard 0; buckets are contiguous */
+    uint64_t *history;               /* one bit per bucket: some way of it is protected (see
+                                      * history_set); written under the bucket's shard lock with
+                                      * atomic read-modify-writes (a word spans shards), read without */
     uint16_t lc[REP_DENSE_BITS + 1]; /* linear-counting estimate by number of set bits */
 };
 
@@ -173,6 +177,10 @@ struct rep *rep_new(const struct rep_config *cfg, struct sw_err *err)
 
     size_t head = rep_round_up(sizeof(struct rep), REP_LINE);
     size_t avail = cfg->max_bytes - head; /* max_bytes >= 64 KiB > head */
+    /* the history bitmap: one bit for each bucket there could be, a 4097th of the rest */
+    size_t hist_bytes = rep_round_up(avail / sizeof(struct rep_bucket) / 8 + 8, REP_LINE);
+    avail -= hist_bytes;
+    head += hist_bytes;
     size_t min_shard = sizeof(struct rep_shard) + REP_MIN_SHARD_BUCKETS * sizeof(struct rep_bucket);
     while (shards > 1 && avail / shards < min_shard)
         shards >>= 1;
@@ -199,6 +207,7 @@ struct rep *rep_new(const struct rep_config *cfg, struct sw_err *err)
      * data path. */
     memset(mem, 0, total);
     rep = (struct rep *)mem;
+    rep->history = (uint64_t *)(mem + rep_round_up(sizeof(struct rep), REP_LINE));
     rep->shards = (struct rep_shard *)(mem + head);
     rep->shard_mask = shards - 1;
     rep->window_ms = cfg->window_ms;
@@ -214,6 +223,7 @@ struct rep *rep_new(const struct rep_config *cfg, struct sw_err *err)
         rep->lc[ones] = (uint16_t)lround(n);
     }
     struct rep_bucket *b = (struct rep_bucket *)(mem + head + shards * sizeof(struct rep_shard));
+    rep->bucket0 = b;
     for (unsigned i = 0; i < shards; i++) {
         struct rep_shard *sh = &rep->shards[i];
         atomic_init(&sh->lock, 0);
@@ -274,12 +284,9 @@ struct rep_slot {
     struct rep_bucket *b;
 };
 
-/* Locates the bucket of (kind, raw) and starts fetching its tag line. raw must be non-zero.
- * The helpers that prefetch are always_inline: GCC finds a function whose only effect is a
- * prefetch "pure" and deletes calls to it whose result is unused (matcher.c's fcache_prefetch
- * lost its prefetches that way). */
-__attribute__((always_inline)) static inline void
-rep_locate(const struct rep *rep, enum rep_kind kind, uint64_t raw, struct rep_slot *s)
+/* Locates the bucket of (kind, raw). raw must be non-zero. */
+static inline void rep_slot_of(const struct rep *rep, enum rep_kind kind, uint64_t raw,
+                               struct rep_slot *s)
 {
     uint64_t k = sw_hash_mix(raw ^ rep_kind_salt[kind]);
     if (k == 0)
@@ -287,7 +294,49 @@ rep_locate(const struct rep *rep, enum rep_kind kind, uint64_t raw, struct rep_s
     s->key = k;
     s->sh = &rep->shards[(uint32_t)(k >> 40) & rep->shard_mask];
     s->b = &s->sh->buckets[((k & 0xffffffffull) * s->sh->nbuckets) >> 32];
+}
+
+/* Locates the bucket of (kind, raw) and starts fetching its tag line. raw must be non-zero.
+ * The helpers that prefetch are always_inline: GCC finds a function whose only effect is a
+ * prefetch "pure" and deletes calls to it whose result is unused (matcher.c's fcache_prefetch
+ * lost its prefetches that way). */
+__attribute__((always_inline)) static inline void
+rep_locate(const struct rep *rep, enum rep_kind kind, uint64_t raw, struct rep_slot *s)
+{
+    rep_slot_of(rep, kind, raw, s);
     __builtin_prefetch(s->b, 1, 3);
+}
+
+/* --- the history bitmap ------------------------------------------------------------------- */
+
+/* Bit i of rep->history is set while some way of bucket i is protected (lru bits
+ * REP_PROTECT_SHIFT..+6): it holds spam history of at least REP_PROTECT_MIN or an active
+ * quarantine. An entry whose spam history is at least REP_PROTECT_MIN is always protected
+ * (add_spam sets the flag, only a probe that finds less or an eviction clears it), so a clear
+ * bit proves that no domain or source address of the bucket has history worth reading, and the
+ * look-ups that only read history (domains, source addresses of rep_msg.ip_history_only) skip
+ * the bucket: no miss, no lock. A set bit can be stale (the history decayed since its last
+ * probe); that costs a probe, as without the bitmap. 16 KiB per 64 MiB of table. */
+static inline bool history_maybe(const struct rep *rep, const struct rep_slot *s)
+{
+    size_t i = (size_t)(s->b - rep->bucket0);
+    return (__atomic_load_n(&rep->history[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+}
+
+/* Stores a bucket's new recency word and keeps its history bit in step. Under the lock. */
+static inline void lru_store(struct rep *rep, struct rep_bucket *b, uint64_t lru)
+{
+    const uint64_t protect = (uint64_t)((1u << REP_WAYS) - 1) << REP_PROTECT_SHIFT;
+    bool was = (b->lru & protect) != 0, is = (lru & protect) != 0;
+    __atomic_store_n(&b->lru, lru, __ATOMIC_RELAXED);
+    if (was != is) {
+        size_t i = (size_t)(b - rep->bucket0);
+        uint64_t bit = 1ull << (i % 64);
+        if (is)
+            __atomic_fetch_or(&rep->history[i / 64], bit, __ATOMIC_RELAXED);
+        else
+            __atomic_fetch_and(&rep->history[i / 64], ~bit, __ATOMIC_RELAXED);
+    }
 }
 
 /* Moves way to the front of the bucket's recency order. */
@@ -329,7 +378,7 @@ __attribute__((always_inline)) static inline void rep_prefetch_entry(const struc
 
 /* Finds the entry of s->key under the shard lock; with create, claims an empty or the least
  * recently used way and zeroes it (*fresh = true). NULL if absent and !create. */
-static union rep_entry *slot_get(struct rep_slot *s, bool create, bool *fresh)
+static union rep_entry *slot_get(struct rep *rep, struct rep_slot *s, bool create, bool *fresh)
 {
     struct rep_bucket *b = s->b;
     struct rep_shard *sh = s->sh;
@@ -360,7 +409,7 @@ static union rep_entry *slot_get(struct rep_slot *s, bool create, bool *fresh)
                 break;
             }
         }
-        __atomic_store_n(&b->lru, lru & ~(1ull << (REP_PROTECT_SHIFT + way)), __ATOMIC_RELAXED);
+        lru_store(rep, b, lru & ~(1ull << (REP_PROTECT_SHIFT + way)));
         sh->evictions++;
     } else {
         sh->used++;
@@ -375,13 +424,14 @@ static union rep_entry *slot_get(struct rep_slot *s, bool create, bool *fresh)
 /* Marks the entry e of slot s as worth keeping (an active quarantine or spam history): eviction
  * passes over protected ways while the bucket has an unprotected one, so the churn of one-off
  * fingerprint and pair entries cannot flush the few senders the cache must remember. */
-static inline void slot_protect(struct rep_slot *s, const union rep_entry *e, bool on)
+static inline void slot_protect(struct rep *rep, struct rep_slot *s, const union rep_entry *e,
+                                bool on)
 {
     unsigned way = (unsigned)(e - s->b->e);
     uint64_t bit = 1ull << (REP_PROTECT_SHIFT + way);
     uint64_t lru = s->b->lru;
     if (((lru & bit) != 0) != on)
-        __atomic_store_n(&s->b->lru, on ? lru | bit : lru & ~bit, __ATOMIC_RELAXED);
+        lru_store(rep, s->b, on ? lru | bit : lru & ~bit);
 }
 
 /* --- decay -------------------------------------------------------------------------------- */
@@ -551,22 +601,71 @@ static inline uint32_t rep_epoch(const struct rep *rep, uint64_t now)
     return (uint32_t)e & REP_EPOCH_MASK;
 }
 
+/* A look-up that only reads spam history (a domain, or a source address of
+ * rep_msg.ip_history_only): locates the bucket and starts fetching its tag line if the history
+ * bitmap says it may hold such history; otherwise leaves s->b NULL, and the look-up is over. */
+__attribute__((always_inline)) static inline void
+locate_history(const struct rep *rep, enum rep_kind kind, uint64_t raw, struct rep_slot *s)
+{
+    rep_slot_of(rep, kind, raw, s);
+    if (history_maybe(rep, s))
+        __builtin_prefetch(s->b, 1, 3);
+    else
+        s->b = NULL;
+}
+
+/* The decayed spam history of the entry in s (located by locate_history()), 0 if it has none.
+ * History below REP_PROTECT_MIN reads as none and is dropped: what the bitmap may skip must
+ * read the same when it is probed. Takes the lock. */
+static double read_history(struct rep *rep, struct rep_slot *s, uint64_t now)
+{
+    bool fresh;
+    double v = 0;
+
+    if (s->b == NULL)
+        return 0;
+    shard_lock(s->sh);
+    union rep_entry *e = slot_get(rep, s, false, &fresh);
+    if (e != NULL) {
+        v = decay_peek(e->c.spam, e->c.spam_ms, now, rep->inv_spam_hl);
+        if (v < REP_PROTECT_MIN) {
+            /* decayed away: dropped, so that a later look-up at an earlier time (a replay out
+             * of order), which the cleared bit may skip, reads the same 0 when it probes */
+            e->c.spam = 0;
+            v = 0;
+        }
+        slot_protect(rep, s, e, v != 0);
+    }
+    shard_unlock(s->sh);
+    return v;
+}
+
 /* Locates (and starts fetching the tag lines of) the fingerprint, pair and domain buckets of
- * msg, those it has keys for: the one place that says how those keys are derived, for
- * rep_observe() and for rep_prefetch_spread(), which must fetch the same buckets. */
-static inline void locate_spread(const struct rep *rep, const struct rep_msg *msg,
-                                 struct rep_slot *fp, struct rep_slot *pair, struct rep_slot *dom)
+ * msg, those it has keys for (domains: those the history bitmap does not rule out): the one
+ * place that says how those keys are derived, for rep_observe() and for rep_prefetch_spread(),
+ * which must fetch the same buckets. Returns the number of buckets located. */
+static inline unsigned locate_spread(const struct rep *rep, const struct rep_msg *msg,
+                                     struct rep_slot *fp, struct rep_slot *pair,
+                                     struct rep_slot *dom)
 {
     unsigned n_dom = msg->n_domains < REP_MAX_DOMAINS ? msg->n_domains : REP_MAX_DOMAINS;
+    unsigned n = 0;
     if (msg->fingerprint != 0) {
         rep_locate(rep, REP_KIND_FINGERPRINT, msg->fingerprint, fp);
-        if (msg->sender != 0)
+        n++;
+        if (msg->sender != 0) {
             rep_locate(rep, REP_KIND_PAIR, sw_hash_combine(msg->sender, msg->fingerprint), pair);
+            n++;
+        }
     }
     for (unsigned i = 0; i < n_dom; i++) {
-        if (msg->domains[i] != 0)
-            rep_locate(rep, REP_KIND_DOMAIN, msg->domains[i], &dom[i]);
+        dom[i].b = NULL;
+        if (msg->domains[i] != 0) {
+            locate_history(rep, REP_KIND_DOMAIN, msg->domains[i], &dom[i]);
+            n += dom[i].b != NULL;
+        }
     }
+    return n;
 }
 
 /* rep_prefetch_entry() of the slots locate_spread() filled. */
@@ -581,7 +680,7 @@ prefetch_spread_entries(const struct rep_msg *msg, const struct rep_slot *fp,
             rep_prefetch_entry(pair);
     }
     for (unsigned i = 0; i < n_dom; i++) {
-        if (msg->domains[i] != 0)
+        if (dom[i].b != NULL)
             rep_prefetch_entry(&dom[i]);
     }
 }
@@ -596,25 +695,34 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
 
     memset(out, 0, sizeof(*out));
     /* Issue every bucket fetch first so the cache misses overlap. */
-    if (msg->sender != 0)
+    unsigned n_keys = 0;
+    if (msg->sender != 0) {
         rep_locate(rep, REP_KIND_SENDER, msg->sender, &sender);
-    if (msg->ip != 0)
-        rep_locate(rep, REP_KIND_IP, msg->ip, &ip);
-    locate_spread(rep, msg, &fp, &pair, dom);
+        n_keys++;
+    }
+    ip.b = NULL;
+    if (msg->ip != 0) {
+        if (msg->ip_history_only)
+            locate_history(rep, REP_KIND_IP, msg->ip, &ip);
+        else
+            rep_locate(rep, REP_KIND_IP, msg->ip, &ip);
+        n_keys += ip.b != NULL;
+    }
+    n_keys += locate_spread(rep, msg, &fp, &pair, dom);
     /* The entry lines, when there is more than one key: their misses then overlap. A lone key
      * (a link-free message's sender) has nothing to overlap with; its probe below reads the
      * tag line anyway. */
-    if (msg->ip != 0 || msg->fingerprint != 0 || n_dom > 0) {
+    if (n_keys > 1) {
         if (msg->sender != 0)
             rep_prefetch_entry(&sender);
-        if (msg->ip != 0)
+        if (ip.b != NULL)
             rep_prefetch_entry(&ip);
         prefetch_spread_entries(msg, &fp, &pair, dom);
     }
 
     if (msg->sender != 0) {
         shard_lock(sender.sh);
-        e = slot_get(&sender, true, &fresh);
+        e = slot_get(rep, &sender, true, &fresh);
         struct rep_counters *c = &e->c;
         if (fresh)
             c->rate_ms = c->spam_ms = now;
@@ -623,32 +731,34 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
         out->sender_spam = decay_peek(c->spam, c->spam_ms, now, rep->inv_spam_hl);
         out->quarantine_until_ms = c->quarantine_until_ms;
         out->quarantined = now < c->quarantine_until_ms;
-        slot_protect(&sender, e, out->quarantined || out->sender_spam >= REP_PROTECT_MIN);
+        slot_protect(rep, &sender, e, out->quarantined || out->sender_spam >= REP_PROTECT_MIN);
         shard_unlock(sender.sh);
     }
-    if (msg->ip != 0) {
+    if (msg->ip != 0 && msg->ip_history_only) {
+        out->ip_spam = read_history(rep, &ip, now);
+    } else if (msg->ip != 0) {
         shard_lock(ip.sh);
-        e = slot_get(&ip, true, &fresh);
+        e = slot_get(rep, &ip, true, &fresh);
         struct rep_counters *c = &e->c;
         if (fresh)
             c->rate_ms = c->spam_ms = now;
         c->rate = decay_to(c->rate, &c->rate_ms, now, rep->inv_rate_hl) + 1.0;
         out->ip_rate = c->rate;
         out->ip_spam = decay_peek(c->spam, c->spam_ms, now, rep->inv_spam_hl);
-        slot_protect(&ip, e, out->ip_spam >= REP_PROTECT_MIN);
+        slot_protect(rep, &ip, e, out->ip_spam >= REP_PROTECT_MIN);
         shard_unlock(ip.sh);
     }
     if (msg->fingerprint != 0) {
         uint32_t epoch = rep_epoch(rep, now);
         shard_lock(fp.sh);
-        e = slot_get(&fp, true, &fresh);
+        e = slot_get(rep, &fp, true, &fresh);
         if (fresh)
             spread_reset(&e->s, epoch);
         out->campaign = spread_add(rep, &e->s, epoch, msg->sender);
         shard_unlock(fp.sh);
         if (msg->sender != 0) {
             shard_lock(pair.sh);
-            e = slot_get(&pair, true, &fresh);
+            e = slot_get(rep, &pair, true, &fresh);
             if (fresh)
                 spread_reset(&e->s, epoch);
             out->fanout = spread_add(rep, &e->s, epoch, msg->recipient);
@@ -656,19 +766,11 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
         }
     }
     for (unsigned i = 0; i < n_dom; i++) {
-        if (msg->domains[i] == 0)
-            continue;
-        shard_lock(dom[i].sh);
-        e = slot_get(&dom[i], false, &fresh);
-        if (e != NULL) {
-            double v = decay_peek(e->c.spam, e->c.spam_ms, now, rep->inv_spam_hl);
-            if (v > out->domain_spam) {
-                out->domain_spam = v;
-                out->domain_spam_idx = i;
-            }
-            slot_protect(&dom[i], e, v >= REP_PROTECT_MIN);
+        double v = read_history(rep, &dom[i], now);
+        if (v > out->domain_spam) {
+            out->domain_spam = v;
+            out->domain_spam_idx = i;
         }
-        shard_unlock(dom[i].sh);
     }
 }
 
@@ -692,10 +794,17 @@ void rep_prefetch(const struct rep *rep, uint64_t sender)
 
 void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg)
 {
-    struct rep_slot fp, pair, dom[REP_MAX_DOMAINS]; /* rep_locate() starts the fetches */
+    struct rep_slot fp, pair, dom[REP_MAX_DOMAINS], ip; /* rep_locate() starts the fetches */
     locate_spread(rep, msg, &fp, &pair, dom);
-    if (msg->ip != 0)
+    if (msg->ip == 0)
+        return;
+    if (msg->ip_history_only) {
+        locate_history(rep, REP_KIND_IP, msg->ip, &ip);
+        for (unsigned w = 0; ip.b != NULL && w < REP_WAYS; w++)
+            __builtin_prefetch(&ip.b->e[w], 1, 3);
+    } else {
         rep_prefetch_bucket(rep, REP_KIND_IP, msg->ip);
+    }
 }
 
 void rep_prefetch_spread_entries(const struct rep *rep, const struct rep_msg *msg)
@@ -713,12 +822,12 @@ static void add_spam(struct rep *rep, enum rep_kind kind, uint64_t raw, uint64_t
 
     rep_locate(rep, kind, raw, &s);
     shard_lock(s.sh);
-    union rep_entry *e = slot_get(&s, true, &fresh);
+    union rep_entry *e = slot_get(rep, &s, true, &fresh);
     struct rep_counters *c = &e->c;
     if (fresh)
         c->rate_ms = c->spam_ms = now;
     c->spam = decay_to(c->spam, &c->spam_ms, now, rep->inv_spam_hl) + weight;
-    slot_protect(&s, e, c->spam >= REP_PROTECT_MIN);
+    slot_protect(rep, &s, e, c->spam >= REP_PROTECT_MIN);
     shard_unlock(s.sh);
 }
 
@@ -750,13 +859,13 @@ void rep_quarantine(struct rep *rep, uint64_t sender, uint64_t now_ms, uint32_t 
         until = UINT64_MAX;
     rep_locate(rep, REP_KIND_SENDER, sender, &s);
     shard_lock(s.sh);
-    union rep_entry *e = slot_get(&s, true, &fresh);
+    union rep_entry *e = slot_get(rep, &s, true, &fresh);
     struct rep_counters *c = &e->c;
     if (fresh)
         c->rate_ms = c->spam_ms = now_ms;
     if (until > c->quarantine_until_ms)
         c->quarantine_until_ms = until;
-    slot_protect(&s, e, until > now_ms);
+    slot_protect(rep, &s, e, until > now_ms);
     shard_unlock(s.sh);
 }
 

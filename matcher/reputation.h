@@ -43,6 +43,8 @@ struct rep *rep_new(const struct rep_config *cfg, struct sw_err *err);
 void rep_free(struct rep *rep);
 
 #define REP_MAX_DOMAINS 16
+/* Spam history below this no longer counts as history (see rep_observe). */
+#define REP_HISTORY_MIN 0.05
 
 /* One message as the cache sees it. Zero keys mean "unknown" and are skipped. */
 struct rep_msg {
@@ -53,6 +55,10 @@ struct rep_msg {
     uint64_t domains[REP_MAX_DOMAINS]; /* hashes of the registrable domains of its URLs */
     unsigned n_domains;
     uint64_t now_ms;
+    /* The caller reads only the source address's spam history (ip_spam): the address is then
+     * looked up like a domain, its rate is not counted (ip_rate stays 0) and no entry is made
+     * for it; only rep_report_spam gives it one. */
+    bool ip_history_only;
 };
 
 struct rep_signals {
@@ -73,7 +79,10 @@ struct rep_signals {
 };
 
 /* Records msg (borrowed) and fills *out with the signals as they stand with it counted. Domains
- * are only looked up here: they gain entries through rep_report_spam. Thread-safe. */
+ * are only looked up here: they gain entries through rep_report_spam. The spam history of a
+ * domain, or of a source address with ip_history_only, reads as 0 below 0.05 (REP_HISTORY_MIN):
+ * the table keeps one bit per bucket that says whether any of its entries has more, and such
+ * look-ups skip the buckets whose bit is clear. Thread-safe. */
 void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals *out);
 
 /* A hint, no state change: starts fetching the bucket that rep_observe() will probe first for
@@ -84,7 +93,9 @@ void rep_prefetch(const struct rep *rep, uint64_t sender);
 /* A hint like rep_prefetch: starts fetching the tag lines of the fingerprint, pair and domain
  * buckets of msg (borrowed), and the whole bucket of its source address if it has one, for a
  * caller that knows those keys some work before it calls rep_observe() with all of them (the
- * matcher: messages with links, which always look up their source address). */
+ * matcher: messages with links, which always look up their source address). Domains, and a
+ * source address with ip_history_only, are fetched only where rep_observe() will probe them
+ * (see the history bitmap there). */
 void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg);
 
 /* The second stage of rep_prefetch_spread(), for a caller with more work before its

@@ -720,6 +720,21 @@ static void test_config_check(void **state)
     cfg.fanout_threshold = 1;
     assert_int_equal(matcher_config_check(&cfg, &err), SW_ERROR);
     assert_non_null(strstr(err.msg, "fanout_threshold"));
+
+    /* spam history below REP_HISTORY_MIN reads as none, so a lower threshold could never
+     * mean what it says */
+    matcher_config_defaults(&cfg);
+    cfg.bad_domain_threshold = REP_HISTORY_MIN / 2;
+    assert_int_equal(matcher_config_check(&cfg, &err), SW_ERROR);
+    assert_non_null(strstr(err.msg, "bad-domain and bad-sender thresholds must be at least"));
+    matcher_config_defaults(&cfg);
+    cfg.bad_sender_threshold = REP_HISTORY_MIN / 2;
+    assert_int_equal(matcher_config_check(&cfg, &err), SW_ERROR);
+    cfg.bad_sender_threshold = REP_HISTORY_MIN;
+    assert_int_equal(matcher_config_check(&cfg, &err), SW_OK);
+    cfg.rate_threshold = 0;
+    assert_int_equal(matcher_config_check(&cfg, &err), SW_ERROR);
+    assert_non_null(strstr(err.msg, "rate_threshold"));
 }
 
 /* --- the default rule set against the shipped samples ---------------------------------- */

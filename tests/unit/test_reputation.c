@@ -4,8 +4,8 @@
  * old one is gone, stats stay within capacity; quarantine and spam history are kept while
  * active), fan-out and campaign counts (exact for small
  * counts, the window semantics of two epochs, estimates and saturation for large counts), rate,
- * bad-domain and sender history, quarantine, zero keys, and 4 threads hammering distinct and
- * shared keys. */
+ * bad-domain and sender history, the history bitmap against a model, quarantine, zero keys,
+ * and 4 threads hammering distinct and shared keys. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -496,19 +496,138 @@ static void test_bad_domain_history(void **state)
     sig = observe(rep, &m);
     assert_true(fabs(sig.sender_spam - 2.5) < 1e-6);
 
-    /* many half-lives later it is gone */
-    look.now_ms = T0 + 20ull * 6 * 3600 * 1000;
-    sig = observe(rep, &look);
-    assert_true(sig.domain_spam < 1e-5);
-
     /* weights that are not positive finite numbers are ignored */
-    look.now_ms = T0;
     rep_report_spam(rep, &look, -5.0);
     rep_report_spam(rep, &look, NAN);
     rep_report_spam(rep, &look, INFINITY);
     rep_report_spam(rep, &look, 0.0);
     sig = observe(rep, &look);
     assert_true(fabs(sig.domain_spam - 2.5) < 1e-6);
+
+    /* 2.5 decays below REP_HISTORY_MIN after log2(2.5 / 0.05) = 5.6 half-lives: at 5.5 it is
+     * still there, at 5.7 it reads as none, and it is dropped, so a look back in time (a
+     * replay out of order) does not bring it back */
+    const uint64_t hl = 6ull * 3600 * 1000;
+    look.now_ms = T0 + hl * 55 / 10;
+    sig = observe(rep, &look);
+    assert_true(sig.domain_spam >= REP_HISTORY_MIN && sig.domain_spam < 0.06);
+    look.now_ms = T0 + hl * 57 / 10;
+    sig = observe(rep, &look);
+    assert_true(sig.domain_spam == 0);
+    look.now_ms = T0;
+    sig = observe(rep, &look);
+    assert_true(sig.domain_spam == 0);
+    rep_free(rep);
+}
+
+/* The history bitmap: a look-up that only reads spam history (domains, and source addresses
+ * with ip_history_only) skips a bucket none of whose entries has any, and reads every history
+ * there is. Checked against a model of 3,000 domains and addresses in a table that evicts
+ * nothing, so buckets hold keys with and without history side by side, through reports,
+ * decay below REP_HISTORY_MIN, and new reports into emptied buckets. */
+static void test_history_bitmap(void **state)
+{
+    (void)state;
+    struct rep *rep = new_rep(2u << 20, 4, 0); /* ~4,000 buckets: keys share some */
+    struct rep_stats st0, st1;
+    const uint64_t hl = 6ull * 3600 * 1000; /* spam half-life */
+    enum { N = 3000 };
+    static double weight[N]; /* model: spam weight reported at model_ms, 0 if none */
+    static uint64_t model_ms[N];
+
+    /* nothing reported: no probe at all, no entry for the address */
+    struct rep_msg look = msg_of(0, 0, 0, T0);
+    look.domains[0] = key("hdom", 0);
+    look.n_domains = 1;
+    look.ip = key("hip", 0);
+    look.ip_history_only = true;
+    rep_get_stats(rep, &st0);
+    struct rep_signals sig = observe(rep, &look);
+    rep_get_stats(rep, &st1);
+    assert_true(sig.domain_spam == 0 && sig.ip_spam == 0 && sig.ip_rate == 0);
+    assert_int_equal(st1.hits + st1.misses, st0.hits + st0.misses);
+    assert_int_equal(st1.entries, st0.entries);
+
+    uint64_t now = T0;
+    for (unsigned round = 0; round < 6; round++) {
+        /* report a different third of the keys each round, with weights 0.1 .. 3.0 */
+        for (unsigned i = round % 3; i < N; i += 3) {
+            struct rep_msg r = msg_of(0, 0, 0, now);
+            double w = 0.113 + (double)(i % 30) * 0.1; /* never 0.05 * 2^k after decay */
+            if (i % 2 == 0) {
+                r.domains[0] = key("hdom", i);
+                r.n_domains = 1;
+            } else {
+                r.ip = key("hip", i);
+                r.ip_history_only = true;
+            }
+            rep_report_spam(rep, &r, w);
+            double old = weight[i] == 0 ? 0 : weight[i] * exp2(-(double)(now - model_ms[i]) / hl);
+            weight[i] = old + w;
+            model_ms[i] = now;
+        }
+        now += hl * 3 / 2; /* a weight of 0.1 is gone after 1 half-life, 3.0 after 5.9 */
+        unsigned with_history = 0, without = 0;
+        for (unsigned i = 0; i < N; i++) {
+            struct rep_msg q = msg_of(0, 0, 0, now);
+            if (i % 2 == 0) {
+                q.domains[0] = key("hdom", i);
+                q.n_domains = 1;
+            } else {
+                q.ip = key("hip", i);
+                q.ip_history_only = true;
+            }
+            double want = weight[i] == 0 ? 0 : weight[i] * exp2(-(double)(now - model_ms[i]) / hl);
+            if (want < REP_HISTORY_MIN) {
+                want = 0;
+                weight[i] = 0; /* dropped by the look-up below */
+            }
+            sig = observe(rep, &q);
+            double got = i % 2 == 0 ? sig.domain_spam : sig.ip_spam;
+            if (fabs(got - want) > 1e-6 * (1 + want))
+                fail_msg("round %u key %u: history %g, want %g", round, i, got, want);
+            assert_true(sig.ip_rate == 0);
+            with_history += want > 0;
+            without += want == 0;
+        }
+        /* both kinds of key occur in every round */
+        assert_true(with_history > 100 && without > 100);
+    }
+    rep_get_stats(rep, &st1);
+    assert_int_equal(st1.evictions, 0);
+
+    /* a look-up of keys without history skips most buckets: fewer probes than keys */
+    rep_get_stats(rep, &st0);
+    for (unsigned i = 0; i < N; i++) {
+        struct rep_msg q = msg_of(0, 0, 0, now);
+        q.domains[0] = key("clean", i);
+        q.n_domains = 1;
+        observe(rep, &q);
+    }
+    rep_get_stats(rep, &st1);
+    assert_true(st1.hits + st1.misses - (st0.hits + st0.misses) < N / 2);
+    assert_int_equal(st1.hits, st0.hits);
+    rep_free(rep);
+}
+
+/* Without ip_history_only the source address counts a rate and gets an entry. */
+static void test_ip_counted(void **state)
+{
+    (void)state;
+    struct rep *rep = new_rep(1u << 20, 4, 0);
+    struct rep_stats st;
+    struct rep_msg m = msg_of(0, 0, 0, T0);
+    m.ip = key("ip", 77);
+    struct rep_signals sig = observe(rep, &m);
+    assert_true(fabs(sig.ip_rate - 1.0) < 1e-9);
+    rep_get_stats(rep, &st);
+    assert_int_equal(st.entries, 1);
+    m.ip_history_only = true;
+    sig = observe(rep, &m); /* reads it, counts nothing */
+    assert_true(sig.ip_rate == 0 && sig.ip_spam == 0);
+    m.ip_history_only = false;
+    sig = observe(rep, &m);
+    assert_true(fabs(sig.ip_rate - 2.0) < 1e-9);
     rep_free(rep);
 }
 
@@ -731,6 +850,8 @@ int main(void)
         cmocka_unit_test(test_campaign),
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_bad_domain_history),
+        cmocka_unit_test(test_history_bitmap),
+        cmocka_unit_test(test_ip_counted),
         cmocka_unit_test(test_quarantine),
         cmocka_unit_test(test_prefetch_is_only_a_hint),
         cmocka_unit_test(test_zero_keys),

@@ -20,10 +20,12 @@ struct hsdb {
     enum hsdb_layout layout;
     unsigned n_dbs;
     hs_database_t *dbs[HSDB_MAX_DBS];
-    unsigned db_targets[HSDB_MAX_DBS];                 /* targets each database holds */
+    unsigned db_targets[HSDB_MAX_DBS];                 /* groups each database holds */
     const hs_database_t *of_target[RULE_TARGET_COUNT]; /* NULL: nothing targets it */
+    const hs_database_t *body_plain;                   /* HSDB_GROUP_BODY_PLAIN; may be NULL */
     struct ruleset *rs;
-    unsigned targets;
+    unsigned groups;  /* groups of the patterns, as groups_of() */
+    unsigned targets; /* targets with a database */
     size_t size;
     double compile_seconds;
 };
@@ -63,17 +65,39 @@ bool hsdb_layout_parse(const char *s, enum hsdb_layout *out)
     return false;
 }
 
-static unsigned targets_of(const struct ruleset *rs)
+/* The groups of a ruleset's patterns: its targets' bits, and HSDB_GROUP_BODY_PLAIN under
+ * HSDB_LAYOUT_PER_TARGET when the body has rules with and rules without requires=link. */
+static unsigned groups_of(const struct ruleset *rs, enum hsdb_layout layout)
 {
-    unsigned t = 0;
-    for (size_t i = 0; i < rs->n; i++)
-        t |= 1u << rs->rules[i].target;
-    return t;
+    unsigned g = 0;
+    bool with = false, without = false;
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct rule *r = &rs->rules[i];
+        g |= 1u << r->target;
+        if (r->target == RULE_BODY) {
+            with |= (r->requires & RULE_REQ_LINK) != 0;
+            without |= (r->requires & RULE_REQ_LINK) == 0;
+        }
+    }
+    if (layout == HSDB_LAYOUT_PER_TARGET && with && without)
+        g |= HSDB_GROUP_BODY_PLAIN;
+    return g;
 }
 
-/* The databases a ruleset whose patterns have the targets present compiles into under layout:
- * the targets of each, in order. An empty ruleset still gets one database (holding no target).
- * Returns how many. */
+/* The groups a pattern belongs to, of those present: its target's, and HSDB_GROUP_BODY_PLAIN
+ * too for a body rule without requires=link. */
+static unsigned group_of(const struct rule *r, unsigned present)
+{
+    unsigned g = 1u << r->target;
+    if ((present & HSDB_GROUP_BODY_PLAIN) && r->target == RULE_BODY &&
+        !(r->requires & RULE_REQ_LINK))
+        g |= HSDB_GROUP_BODY_PLAIN;
+    return g;
+}
+
+/* The databases a ruleset whose patterns fall in the groups present compiles into under
+ * layout: the groups of each, in order (body, url, domain, sender, body without requires=link).
+ * An empty ruleset still gets one database (holding no group). Returns how many. */
 static unsigned plan_groups(unsigned present, enum hsdb_layout layout,
                             unsigned groups[HSDB_MAX_DBS])
 {
@@ -82,7 +106,7 @@ static unsigned plan_groups(unsigned present, enum hsdb_layout layout,
         return 1;
     }
     unsigned n = 0;
-    for (unsigned t = 0; t < RULE_TARGET_COUNT; t++) {
+    for (unsigned t = 0; t < HSDB_MAX_DBS; t++) {
         if (present & (1u << t))
             groups[n++] = 1u << t;
     }
@@ -122,11 +146,11 @@ static struct hsdb *hsdb_new(struct ruleset *rs, enum hsdb_layout layout, struct
     atomic_init(&h->refs, 1);
     h->layout = layout == HSDB_LAYOUT_ONE ? HSDB_LAYOUT_ONE : HSDB_LAYOUT_PER_TARGET;
     h->rs = rs;
-    h->targets = targets_of(rs);
+    h->groups = groups_of(rs, h->layout);
     return h;
 }
 
-/* Adds database db (owned from here on) holding the targets in mask. */
+/* Adds database db (owned from here on) holding the groups in mask. */
 static void hsdb_add(struct hsdb *h, hs_database_t *db, unsigned mask)
 {
     size_t size = 0;
@@ -134,23 +158,29 @@ static void hsdb_add(struct hsdb *h, hs_database_t *db, unsigned mask)
     h->db_targets[h->n_dbs] = mask;
     h->n_dbs++;
     for (unsigned t = 0; t < RULE_TARGET_COUNT; t++) {
-        if (mask & (1u << t))
+        if (mask & (1u << t)) {
             h->of_target[t] = db;
+            h->targets |= 1u << t;
+        }
     }
+    if (mask & HSDB_GROUP_BODY_PLAIN)
+        h->body_plain = db;
     if (hs_database_size(db, &size) == HS_SUCCESS)
         h->size += size;
 }
 
-/* Compiles the rules of rs whose target is in mask into *db. Match ids are rule indexes. */
-static int compile_group(const struct ruleset *rs, unsigned mask, const char **exprs,
-                         unsigned *flags, unsigned *ids, hs_database_t **db, struct sw_err *err)
+/* Compiles the rules of rs that belong to a group in mask (group_of(), of the groups present)
+ * into *db. Match ids are rule indexes. */
+static int compile_group(const struct ruleset *rs, unsigned present, unsigned mask,
+                         const char **exprs, unsigned *flags, unsigned *ids, hs_database_t **db,
+                         struct sw_err *err)
 {
     hs_compile_error_t *cerr = NULL;
     unsigned n = 0;
     hs_error_t rc;
 
     for (size_t i = 0; i < rs->n; i++) {
-        if (!(mask & (1u << rs->rules[i].target)))
+        if (!(mask & group_of(&rs->rules[i], present)))
             continue;
         exprs[n] = rs->rules[i].expr;
         flags[n] = hsdb_hs_flags(rs->rules[i].flags);
@@ -210,10 +240,10 @@ struct hsdb *hsdb_compile(struct ruleset *rs, enum hsdb_layout layout, struct sw
         goto fail;
     }
     unsigned groups[HSDB_MAX_DBS];
-    unsigned n_groups = plan_groups(h->targets, h->layout, groups);
+    unsigned n_groups = plan_groups(h->groups, h->layout, groups);
     for (unsigned g = 0; g < n_groups; g++) {
         hs_database_t *db;
-        if (compile_group(rs, groups[g], exprs, flags, ids, &db, err) != SW_OK)
+        if (compile_group(rs, h->groups, groups[g], exprs, flags, ids, &db, err) != SW_OK)
             goto fail;
         hsdb_add(h, db, groups[g]);
     }
@@ -348,12 +378,12 @@ done:
     return rc;
 }
 
-unsigned hsdb_table_check(const char *payload, size_t plen, unsigned targets,
+unsigned hsdb_table_check(const char *payload, size_t plen, unsigned groups,
                           enum hsdb_layout layout, size_t lens[HSDB_MAX_DBS], struct sw_err *err)
 {
     unsigned want[HSDB_MAX_DBS];
     layout = layout == HSDB_LAYOUT_ONE ? HSDB_LAYOUT_ONE : HSDB_LAYOUT_PER_TARGET;
-    unsigned n_want = plan_groups(targets & ((1u << RULE_TARGET_COUNT) - 1), layout, want);
+    unsigned n_want = plan_groups(groups & ((1u << HSDB_MAX_DBS) - 1), layout, want);
     if (plen < HSDB_PAYLOAD_HEAD) {
         sw_err_set(err, "hsdb cache: layout check failed (no database table)");
         return 0;
@@ -393,10 +423,10 @@ static int load_payload(struct hsdb *h, const char *payload, size_t plen, struct
 {
     unsigned want[HSDB_MAX_DBS];
     size_t lens[HSDB_MAX_DBS];
-    unsigned n = hsdb_table_check(payload, plen, h->targets, h->layout, lens, err);
+    unsigned n = hsdb_table_check(payload, plen, h->groups, h->layout, lens, err);
     if (n == 0)
         return SW_ERROR;
-    plan_groups(h->targets, h->layout, want);
+    plan_groups(h->groups, h->layout, want);
     size_t at = HSDB_PAYLOAD_HEAD + (size_t)n * HSDB_PAYLOAD_ENTRY;
     for (unsigned g = 0; g < n; g++) {
         hs_database_t *db = NULL;
@@ -521,6 +551,16 @@ const struct ruleset *hsdb_ruleset(const struct hsdb *db)
 unsigned hsdb_targets(const struct hsdb *db)
 {
     return db->targets;
+}
+
+const hs_database_t *hsdb_body_plain(const struct hsdb *db)
+{
+    return db->body_plain;
+}
+
+unsigned hsdb_groups(const struct hsdb *db)
+{
+    return db->groups;
 }
 
 size_t hsdb_size(const struct hsdb *db)

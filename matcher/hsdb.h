@@ -30,7 +30,7 @@ struct hsdb;
 /* Layout of the serialized header (integers little-endian); see docs/rules.md. Exposed so that
  * tools and tests can inspect a cache file without loading it. */
 #define HSDB_MAGIC "SWHSDB01"
-#define HSDB_FORMAT_VERSION 2u
+#define HSDB_FORMAT_VERSION 3u
 #define HSDB_HSVER_LEN 80   /* hs_version(), NUL-padded */
 #define HSDB_PLATFORM_LEN 28 /* tune u32, cpu_features u64, reserved1 u64, reserved2 u64 */
 #define HSDB_OFF_MAGIC 0
@@ -43,18 +43,28 @@ struct hsdb;
 #define HSDB_HEADER_LEN (HSDB_OFF_CHECKSUM + 8)                        /* 144 */
 /* Seed of the payload checksum; changing it invalidates every cache, like a format bump. */
 #define HSDB_CHECKSUM_SEED 0x53574853444231ULL
-/* The payload: layout u32, database count u32, then per database its targets (bit mask of
- * enum rule_target) u32, a reserved u32 (0) and its length u64, then the databases'
- * hs_serialize_database() bytes in that order. */
+/* The payload: layout u32, database count u32, then per database its groups (bit mask of enum
+ * rule_target, plus HSDB_GROUP_BODY_PLAIN) u32, a reserved u32 (0) and its length u64, then the
+ * databases' hs_serialize_database() bytes in that order. */
 #define HSDB_PAYLOAD_HEAD 8
 #define HSDB_PAYLOAD_ENTRY 16
 
 /* How the patterns are grouped into Hyperscan databases. */
 enum hsdb_layout {
-    HSDB_LAYOUT_PER_TARGET = 0, /* one database per target that has patterns (the default) */
+    HSDB_LAYOUT_PER_TARGET = 0, /* one database per target that has patterns (the default), and
+                                 * one more of the body rules without requires=link */
     HSDB_LAYOUT_ONE = 1,        /* every pattern in one database */
 };
-#define HSDB_MAX_DBS RULE_TARGET_COUNT
+/* The group bit, next to the targets' bits, of a second body database under
+ * HSDB_LAYOUT_PER_TARGET: the body rules without requires=link (hsdb_body_plain()), made when
+ * the body has rules of both kinds. A rule with requires=link cannot count in a message without
+ * a link, so the matcher scans a body in which the URL extractor found none with this database
+ * and skips their engines (most chat), and scans the others with the body database, which holds
+ * every body rule: one scan either way. The phrase alternations of "lure phrase plus a link" are
+ * the costliest patterns of the default set (docs/performance.md, "A body database without the
+ * link rules"). The price: the body rules are compiled twice. */
+#define HSDB_GROUP_BODY_PLAIN (1u << RULE_TARGET_COUNT)
+#define HSDB_MAX_DBS (RULE_TARGET_COUNT + 1)
 /* The layouts' names in enum order, NULL-terminated: "per-target", "one" (matcher.databases,
  * spimwall-scan --databases, bench-matcher --layout). */
 extern const char *const hsdb_layout_names[];
@@ -86,13 +96,13 @@ int hsdb_serialize(const struct hsdb *db, char **out, size_t *out_len, struct sw
 struct hsdb *hsdb_deserialize(struct ruleset *rs, enum hsdb_layout layout, const char *buf,
                               size_t len, struct sw_err *err);
 
-/* The payload's database table, checked against the databases a rule set whose patterns have
- * the targets given (bit mask, as hsdb_targets()) compiles into under layout: each listed with
- * those targets, in order, reserved 0, lengths non-zero and adding up to exactly the rest of
+/* The payload's database table, checked against the databases a rule set whose patterns fall
+ * in the groups given (bit mask, as hsdb_groups()) compiles into under layout: each listed with
+ * its groups, in order, reserved 0, lengths non-zero and adding up to exactly the rest of
  * payload[0..plen). Returns the number of databases with lens[i] set, or 0 with err ("layout
  * check failed ..."). Reads nothing outside payload[0..plen); pure. hsdb_deserialize() runs it
  * before Hyperscan sees a byte; exposed for its fuzz target. */
-unsigned hsdb_table_check(const char *payload, size_t plen, unsigned targets,
+unsigned hsdb_table_check(const char *payload, size_t plen, unsigned groups,
                           enum hsdb_layout layout, size_t lens[HSDB_MAX_DBS], struct sw_err *err);
 
 /* The Hyperscan flags a rule's flags (enum rule_flag) compile with, HS_FLAG_SINGLEMATCH included;
@@ -105,6 +115,12 @@ void hsdb_unref(struct hsdb *db);
 
 /* The database that holds target's patterns; NULL if no pattern targets it. */
 const hs_database_t *hsdb_handle(const struct hsdb *db, enum rule_target target);
+/* The database of the body rules without requires=link (HSDB_GROUP_BODY_PLAIN); NULL unless the
+ * layout is HSDB_LAYOUT_PER_TARGET and the body has rules with and without requires=link. */
+const hs_database_t *hsdb_body_plain(const struct hsdb *db);
+/* Bitmask of the groups the databases hold (the targets' bits and HSDB_GROUP_BODY_PLAIN); the
+ * plan hsdb_table_check() checks a cache file against. */
+unsigned hsdb_groups(const struct hsdb *db);
 /* The databases one by one (for tools and fuzzers that scan with all of them), i < count. */
 unsigned hsdb_count(const struct hsdb *db);
 const hs_database_t *hsdb_database(const struct hsdb *db, unsigned i);

@@ -535,6 +535,31 @@ static int scan_sender(struct matcher_ctx *ctx, const struct matcher *m, size_t 
     return SW_OK;
 }
 
+/* Scans the normalised body. Under HSDB_LAYOUT_PER_TARGET a body in which the URL extractor
+ * found no link is scanned with the database of the rules without requires=link
+ * (hsdb_body_plain()): the others cannot count unless a rule with provides=link hits, and
+ * only then is the body scanned again with every body rule (hits already counted are not
+ * counted twice, see record_hit()). A body with a link is scanned once with every body rule. */
+static int scan_body_text(struct matcher_ctx *ctx, const struct matcher *m, const char *s,
+                          size_t len, struct sw_err *err)
+{
+    const hs_database_t *plain = hsdb_body_plain(m->db);
+    if (plain == NULL || ctx->urls->n > 0 || len == 0)
+        return scan_field(ctx, m, RULE_BODY, s, len, 0, err);
+    ctx->n_fids = 0;
+    ctx->target = RULE_BODY;
+    ctx->field = s;
+    ctx->field_len = (uint32_t)len;
+    hs_error_t rc = hs_scan(plain, s, (unsigned int)len, 0, ctx->scratch, on_match, ctx);
+    if (rc != HS_SUCCESS)
+        return sw_err_set(err, "matcher: hs_scan failed (%d)", (int)rc);
+    for (unsigned i = 0; i < ctx->n_hits; i++) {
+        if (m->rs->rules[ctx->hits[i].id].provides & RULE_REQ_LINK)
+            return scan_field(ctx, m, RULE_BODY, s, len, 0, err);
+    }
+    return SW_OK;
+}
+
 #if defined(__SSE2__)
 /* addr_fold() of the 16 bytes at src[off..off + 16). */
 static inline void addr_fold16(char *dst, const char *src, size_t off)
@@ -942,7 +967,7 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
             if (ctx->urls->n > 0)
                 rep_prefetch_spread(rep, &rm);
         }
-        if (scan_field(ctx, m, RULE_BODY, ctx->norm, tn.len, 0, err) != SW_OK)
+        if (scan_body_text(ctx, m, ctx->norm, tn.len, err) != SW_OK)
             return SW_ERROR;
         if (use_rep && ctx->urls->n > 0)
             rep_prefetch_spread_entries(rep, &rm);

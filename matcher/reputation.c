@@ -127,7 +127,7 @@ struct rep {
     size_t bytes;
     struct rep_bucket *bucket0;      /* the first bucket of shard 0; buckets are contiguous */
     uint64_t *history;               /* one bit per bucket: some way of it is protected (see
-                                      * history_set); written under the bucket's shard lock with
+                                      * history_maybe); written under the bucket's shard lock with
                                       * atomic read-modify-writes (a word spans shards), read without */
     uint16_t lc[REP_DENSE_BITS + 1]; /* linear-counting estimate by number of set bits */
 };

@@ -23,7 +23,7 @@
 #define RULES_LABEL_MAX 63
 
 /* Bumped whenever the mapping from rules to Hyperscan input changes, so old caches miss. */
-#define RULES_DIGEST_VERSION 1
+#define RULES_DIGEST_VERSION 2
 
 static const char *const kind_names[RULE_KIND_COUNT] = {
     "rule", "domain_block", "domain_allow", "sender_block", "sender_allow", "shortener",
@@ -258,7 +258,10 @@ uint64_t ruleset_digest(const struct ruleset *rs)
     h = sw_hash_combine(h, (uint64_t)rs->n);
     for (size_t i = 0; i < rs->n; i++) {
         const struct rule *r = &rs->rules[i];
-        uint64_t meta = (uint64_t)r->flags | (uint64_t)r->target << 16 | (uint64_t)r->kind << 24;
+        /* requires=link puts a body rule in a database of its own (hsdb.h); provides= and
+         * the score change nothing compiled */
+        uint64_t meta = (uint64_t)r->flags | (uint64_t)r->target << 16 | (uint64_t)r->kind << 24 |
+                        (uint64_t)r->requires << 32;
         h = sw_hash_combine(h, sw_hash64(r->expr, strlen(r->expr), meta));
     }
     return h;

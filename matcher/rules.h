@@ -108,8 +108,8 @@ int ruleset_parse_rules(struct ruleset *rs, const char *buf, size_t len, const c
 int ruleset_parse_list(struct ruleset *rs, enum rule_kind kind, const char *buf, size_t len,
                        const char *file, struct sw_err *err);
 
-/* A digest of everything that determines the compiled database (expressions, flags, targets,
- * order). Used to tell whether a cached database still matches the rules on disk. */
+/* A digest of everything that determines the compiled databases (expressions, flags, targets,
+ * requires=, order). Used to tell whether a cached database still matches the rules on disk. */
 uint64_t ruleset_digest(const struct ruleset *rs);
 
 /* Names for kinds and targets: "rule", "domain_block", ...; "body", "url", "domain", "sender". */

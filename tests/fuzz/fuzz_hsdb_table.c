@@ -1,6 +1,7 @@
 /* Fuzz target: the database table of a rules cache file (hsdb_table_check()), the part of the
  * cache loader that parses bytes it did not write before Hyperscan sees any. The first byte
- * picks the rule set's targets (low four bits) and the layout (bit 4); the rest is the payload.
+ * picks the rule set's groups (low five bits: the targets and HSDB_GROUP_BODY_PLAIN) and the
+ * layout (bit 5); the rest is the payload.
  * (The header's checks come first in hsdb_deserialize() and the checksum keeps corrupt payloads
  * from here, so the table is fuzzed on its own. Hyperscan's own deserializer trusts its input
  * and is not ours to fuzz.) */
@@ -25,23 +26,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > FUZZ_MAX_INPUT)
         return 0;
-    unsigned targets = data[0] & 0xfu;
-    enum hsdb_layout layout = (data[0] >> 4) & 1 ? HSDB_LAYOUT_ONE : HSDB_LAYOUT_PER_TARGET;
+    unsigned groups = data[0] & 0x1fu; /* the targets' bits and HSDB_GROUP_BODY_PLAIN */
+    enum hsdb_layout layout = (data[0] >> 5) & 1 ? HSDB_LAYOUT_ONE : HSDB_LAYOUT_PER_TARGET;
     const char *payload = (const char *)data + 1;
     size_t plen = size - 1;
     size_t lens[HSDB_MAX_DBS];
     struct sw_err err = {{0}};
 
-    unsigned n = hsdb_table_check(payload, plen, targets, layout, lens, &err);
+    unsigned n = hsdb_table_check(payload, plen, groups, layout, lens, &err);
     if (n == 0) {
         if (strstr(err.msg, "layout check failed") == NULL)
             abort(); /* every refusal names its check */
         return 0;
     }
-    /* accepted: as many databases as the layout makes of these targets, in the table's own
+    /* accepted: as many databases as the layout makes of these groups, in the table's own
      * words, and lengths that cover the rest of the payload exactly */
     unsigned want =
-        layout == HSDB_LAYOUT_ONE || targets == 0 ? 1 : (unsigned)__builtin_popcount(targets);
+        layout == HSDB_LAYOUT_ONE || groups == 0 ? 1 : (unsigned)__builtin_popcount(groups);
     if (n != want || n > HSDB_MAX_DBS)
         abort();
     const uint8_t *p = data + 1;

@@ -169,6 +169,85 @@ static void test_layout_handles(void **state)
     hs_free_scratch(scratch);
 }
 
+static struct hsdb *compile_text(const char *rules, enum hsdb_layout layout)
+{
+    struct sw_err err = {{0}};
+    struct ruleset *rs = ruleset_new(NULL);
+    assert_non_null(rs);
+    if (ruleset_parse_rules(rs, rules, strlen(rules), "p.rules", &err) != SW_OK)
+        fail_msg("parse: %s", err.msg);
+    struct hsdb *db = hsdb_compile(rs, layout, &err);
+    if (db == NULL)
+        fail_msg("compile: %s", err.msg);
+    return db;
+}
+
+/* A body with rules with and without requires=link gets a second body database, of the rules
+ * without it (HSDB_GROUP_BODY_PLAIN); the body database keeps all of them. Only then, only per
+ * target, and it survives the cache. */
+static void test_body_plain(void **state)
+{
+    (void)state;
+    static const char both[] = "rule P body 1 /plainword/i\n"
+                               "rule L body 2 /lureword/i requires=link\n"
+                               "rule S body 1 /w\\sw\\sw/ provides=link\n"
+                               "rule U url 1 /lureword/\n";
+    const char *text = "plainword lureword w w w";
+    struct sw_err err = {{0}};
+    hs_scratch_t *scratch = NULL;
+
+    struct hsdb *db = compile_text(both, HSDB_LAYOUT_PER_TARGET);
+    assert_int_equal(hsdb_count(db), 3);
+    assert_int_equal(hsdb_groups(db), (1u << RULE_BODY) | (1u << RULE_URL) | HSDB_GROUP_BODY_PLAIN);
+    assert_int_equal(hsdb_targets(db), (1u << RULE_BODY) | (1u << RULE_URL));
+    assert_non_null(hsdb_body_plain(db));
+    assert_int_equal(hsdb_alloc_scratch(db, &scratch, &err), SW_OK);
+    assert_true(scan_one(hsdb_handle(db, RULE_BODY), scratch, text) == 0x7u);
+    assert_true(scan_one(hsdb_body_plain(db), scratch, text) == 0x5u); /* P and S, not L */
+    assert_true(scan_one(hsdb_handle(db, RULE_URL), scratch, text) == 0x8u);
+
+    /* the cache keeps it, and a cache of the same rules with other requires= is refused */
+    char *out = NULL;
+    size_t out_len = 0;
+    assert_int_equal(hsdb_serialize(db, &out, &out_len, &err), SW_OK);
+    hsdb_unref(db);
+    struct ruleset *rs = ruleset_new(NULL);
+    assert_int_equal(ruleset_parse_rules(rs, both, strlen(both), "p.rules", &err), SW_OK);
+    db = hsdb_deserialize(rs, HSDB_LAYOUT_PER_TARGET, out, out_len, &err);
+    if (db == NULL)
+        fail_msg("%s", err.msg);
+    assert_int_equal(hsdb_count(db), 3);
+    assert_true(scan_one(hsdb_body_plain(db), scratch, text) == 0x5u);
+    assert_true(scan_one(hsdb_handle(db, RULE_BODY), scratch, text) == 0x7u);
+    hsdb_unref(db);
+    static const char plain_only[] = "rule P body 1 /plainword/i\n"
+                                     "rule L body 2 /lureword/i\n"
+                                     "rule S body 1 /w\\sw\\sw/ provides=link\n"
+                                     "rule U url 1 /lureword/\n";
+    rs = ruleset_new(NULL);
+    assert_int_equal(ruleset_parse_rules(rs, plain_only, strlen(plain_only), "p.rules", &err),
+                     SW_OK);
+    assert_null(hsdb_deserialize(rs, HSDB_LAYOUT_PER_TARGET, out, out_len, &err));
+    assert_non_null(strstr(err.msg, "ruleset digest check failed"));
+    free(out);
+
+    /* one kind of body rule only, or one database for all: no second body database */
+    db = compile_text(plain_only, HSDB_LAYOUT_PER_TARGET);
+    assert_int_equal(hsdb_count(db), 2);
+    assert_null(hsdb_body_plain(db));
+    hsdb_unref(db);
+    db = compile_text("rule L body 2 /lureword/i requires=link\n", HSDB_LAYOUT_PER_TARGET);
+    assert_int_equal(hsdb_count(db), 1);
+    assert_null(hsdb_body_plain(db));
+    assert_int_equal(hsdb_targets(db), 1u << RULE_BODY);
+    hsdb_unref(db);
+    db = compile_text(both, HSDB_LAYOUT_ONE);
+    assert_int_equal(hsdb_count(db), 1);
+    assert_null(hsdb_body_plain(db));
+    hsdb_unref(db);
+    hs_free_scratch(scratch);
+}
+
 static void test_targets_mask(void **state)
 {
     (void)state;
@@ -669,6 +748,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compile_and_scan),
         cmocka_unit_test(test_layout_handles),
+        cmocka_unit_test(test_body_plain),
         cmocka_unit_test(test_targets_mask),
         cmocka_unit_test(test_compile_error),
         cmocka_unit_test(test_empty),

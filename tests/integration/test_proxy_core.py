@@ -332,15 +332,15 @@ class ProxyCore(unittest.TestCase):
         with open(cache, "rb") as f:
             data = bytearray(f.read())
         self.assertEqual(data[:8], b"SWHSDB01")
-        self.assertEqual(struct.unpack_from("<I", data, 8)[0], 2)  # format 2
+        self.assertEqual(struct.unpack_from("<I", data, 8)[0], 3)  # format 3
         data[8] = 1
         with open(cache, "wb") as f:
             f.write(data)
         self.assertIn("rules cache not used, compiled again: %s: hsdb cache: format version "
-                      "check failed (file 1, expected 2)" % cache, check())
+                      "check failed (file 1, expected 3)" % cache, check())
         self.assertNotIn("rules cache", check())
         with open(cache, "rb") as f:
-            self.assertEqual(struct.unpack_from("<I", f.read(12), 8)[0], 2)
+            self.assertEqual(struct.unpack_from("<I", f.read(12), 8)[0], 3)
 
     def test_plain_relay_sha256(self):
         data = os.urandom(BIG)

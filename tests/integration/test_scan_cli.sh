@@ -149,8 +149,8 @@ fi
 "$SCAN" --no-summary --databases one --cache "$TMP/scan.db" "$SAMPLE" >"$TMP/out.one" 2>"$TMP/err"
 expect_rc "--databases one" 0 $?
 cmp -s "$TMP/out.one" "$TMP/out.nosum" && ok || fail "--databases one: verdicts differ"
-# the rewritten cache is format 2 in layout 1 (payload offset 0, right after the 144-byte header)
-[ "$(od -A n -t u4 -j 8 -N 4 "$TMP/scan.db" | tr -d ' ')" = 2 ] &&
+# the rewritten cache is format 3 in layout 1 (payload offset 0, right after the 144-byte header)
+[ "$(od -A n -t u4 -j 8 -N 4 "$TMP/scan.db" | tr -d ' ')" = 3 ] &&
     [ "$(od -A n -t u4 -j 144 -N 4 "$TMP/scan.db" | tr -d ' ')" = 1 ] && ok ||
     fail "--databases one: cache not rewritten in layout one"
 "$SCAN" --no-summary --databases one --cache "$TMP/scan.db" "$SAMPLE" >"$TMP/out.one2" 2>"$TMP/err"

@@ -520,6 +520,20 @@ static void test_bad_domain_history(void **state)
     rep_free(rep);
 }
 
+/* Key i of test_history_bitmap: a domain for even i, a history-only source address for odd. */
+static struct rep_msg history_key(unsigned i, uint64_t now)
+{
+    struct rep_msg m = msg_of(0, 0, 0, now);
+    if (i % 2 == 0) {
+        m.domains[0] = key("hdom", i);
+        m.n_domains = 1;
+    } else {
+        m.ip = key("hip", i);
+        m.ip_history_only = true;
+    }
+    return m;
+}
+
 /* The history bitmap: a look-up that only reads spam history (domains, and source addresses
  * with ip_history_only) skips a bucket none of whose entries has any, and reads every history
  * there is. Checked against a model of 3,000 domains and addresses in a table that evicts
@@ -552,15 +566,8 @@ static void test_history_bitmap(void **state)
     for (unsigned round = 0; round < 6; round++) {
         /* report a different third of the keys each round, with weights 0.1 .. 3.0 */
         for (unsigned i = round % 3; i < N; i += 3) {
-            struct rep_msg r = msg_of(0, 0, 0, now);
+            struct rep_msg r = history_key(i, now);
             double w = 0.113 + (double)(i % 30) * 0.1; /* never 0.05 * 2^k after decay */
-            if (i % 2 == 0) {
-                r.domains[0] = key("hdom", i);
-                r.n_domains = 1;
-            } else {
-                r.ip = key("hip", i);
-                r.ip_history_only = true;
-            }
             rep_report_spam(rep, &r, w);
             double old = weight[i] == 0 ? 0 : weight[i] * exp2(-(double)(now - model_ms[i]) / hl);
             weight[i] = old + w;
@@ -569,14 +576,7 @@ static void test_history_bitmap(void **state)
         now += hl * 3 / 2; /* a weight of 0.1 is gone after 1 half-life, 3.0 after 5.9 */
         unsigned with_history = 0, without = 0;
         for (unsigned i = 0; i < N; i++) {
-            struct rep_msg q = msg_of(0, 0, 0, now);
-            if (i % 2 == 0) {
-                q.domains[0] = key("hdom", i);
-                q.n_domains = 1;
-            } else {
-                q.ip = key("hip", i);
-                q.ip_history_only = true;
-            }
+            struct rep_msg q = history_key(i, now);
             double want = weight[i] == 0 ? 0 : weight[i] * exp2(-(double)(now - model_ms[i]) / hl);
             if (want < REP_HISTORY_MIN) {
                 want = 0;

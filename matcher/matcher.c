@@ -344,6 +344,20 @@ static int ctx_prepare(struct matcher_ctx *ctx, const struct matcher *m, struct 
     return SW_OK;
 }
 
+/* Forgets every hit of the message: a new stamp generation, nothing dropped. */
+static void forget_hits(struct matcher_ctx *ctx)
+{
+    ctx->n_hits = 0;
+    ctx->hits_dropped = 0;
+    ctx->dropped_score = 0;
+    ctx->dropped_score_link = 0;
+    if (++ctx->gen == 0) {
+        /* the stamp counter wrapped: forget every stamp once every 2^32 messages */
+        memset(ctx->stamp, 0, ctx->stamp_cap * sizeof(*ctx->stamp));
+        ctx->gen = 1;
+    }
+}
+
 /* Counts rule id as a hit of the field being scanned (deduplicated per message). */
 static void record_hit(struct matcher_ctx *ctx, unsigned id)
 {
@@ -538,8 +552,9 @@ static int scan_sender(struct matcher_ctx *ctx, const struct matcher *m, size_t 
 /* Scans the normalised body. Under HSDB_LAYOUT_PER_TARGET a body in which the URL extractor
  * found no link is scanned with the database of the rules without requires=link
  * (hsdb_body_plain()): the others cannot count unless a rule with provides=link hits, and
- * only then is the body scanned again with every body rule (hits already counted are not
- * counted twice, see record_hit()). A body with a link is scanned once with every body rule. */
+ * only then (or when the hits overflowed) is the body scanned again, from scratch, with every
+ * body rule. A body with a link is scanned once with every body rule. Either way the hits are
+ * those of one scan with every body rule. */
 static int scan_body_text(struct matcher_ctx *ctx, const struct matcher *m, const char *s,
                           size_t len, struct sw_err *err)
 {
@@ -553,11 +568,16 @@ static int scan_body_text(struct matcher_ctx *ctx, const struct matcher *m, cons
     hs_error_t rc = hs_scan(plain, s, (unsigned int)len, 0, ctx->scratch, on_match, ctx);
     if (rc != HS_SUCCESS)
         return sw_err_set(err, "matcher: hs_scan failed (%d)", (int)rc);
-    for (unsigned i = 0; i < ctx->n_hits; i++) {
-        if (m->rs->rules[ctx->hits[i].id].provides & RULE_REQ_LINK)
-            return scan_field(ctx, m, RULE_BODY, s, len, 0, err);
-    }
-    return SW_OK;
+    bool again = ctx->hits_dropped > 0;
+    for (unsigned i = 0; i < ctx->n_hits && !again; i++)
+        again = (m->rs->rules[ctx->hits[i].id].provides & RULE_REQ_LINK) != 0;
+    if (!again)
+        return SW_OK;
+    /* Start the body over with every rule, so that the hits are exactly those of one full scan:
+     * with more than MATCHER_MAX_HITS of them, which are kept depends on the rules that the
+     * plain scan left out. The body is the first field scanned, so nothing else is lost. */
+    forget_hits(ctx);
+    return scan_field(ctx, m, RULE_BODY, s, len, 0, err);
 }
 
 #if defined(__SSE2__)
@@ -895,15 +915,7 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
     if (ctx_prepare(ctx, m, err) != SW_OK)
         return SW_ERROR;
     ctx->rs = m->rs;
-    ctx->n_hits = 0;
-    ctx->hits_dropped = 0;
-    ctx->dropped_score = 0;
-    ctx->dropped_score_link = 0;
-    if (++ctx->gen == 0) {
-        /* the stamp counter wrapped: forget every stamp once every 2^32 messages */
-        memset(ctx->stamp, 0, ctx->stamp_cap * sizeof(*ctx->stamp));
-        ctx->gen = 1;
-    }
+    forget_hits(ctx);
     ctx->urls->n = 0;
     ctx->urls->dropped = 0;
 

@@ -311,9 +311,10 @@ rep_locate(const struct rep *rep, enum rep_kind kind, uint64_t raw, struct rep_s
 
 /* Bit i of rep->history is set while some way of bucket i is protected (lru bits
  * REP_PROTECT_SHIFT..+6): it holds spam history of at least REP_PROTECT_MIN or an active
- * quarantine. An entry whose spam history is at least REP_PROTECT_MIN is always protected
- * (add_spam sets the flag, only a probe that finds less or an eviction clears it), so a clear
- * bit proves that no domain or source address of the bucket has history worth reading, and the
+ * quarantine. A domain or source-address entry whose spam history is at least REP_PROTECT_MIN
+ * is always protected (add_spam sets the flag; only a probe that finds less, and then drops it
+ * (history_at()), or an eviction clears it), so a clear bit proves that no domain or source
+ * address of the bucket has history worth reading (senders are never read this way), and the
  * look-ups that only read history (domains, source addresses of rep_msg.ip_history_only) skip
  * the bucket: no miss, no lock. A set bit can be stale (the history decayed since its last
  * probe); that costs a probe, as without the bitmap. 16 KiB per 64 MiB of table. */
@@ -614,6 +615,19 @@ locate_history(const struct rep *rep, enum rep_kind kind, uint64_t raw, struct r
         s->b = NULL;
 }
 
+/* The spam history of a domain or source-address entry at now, decayed; history below
+ * REP_PROTECT_MIN reads as none and is dropped, so that a later look-up at an earlier time (a
+ * replay out of order), which the bucket's cleared bit may skip, reads the same 0 when it
+ * probes. Under the lock. */
+static double history_at(const struct rep *rep, struct rep_counters *c, uint64_t now)
+{
+    double v = decay_peek(c->spam, c->spam_ms, now, rep->inv_spam_hl);
+    if (v >= REP_PROTECT_MIN)
+        return v;
+    c->spam = 0;
+    return 0;
+}
+
 /* The decayed spam history of the entry in s (located by locate_history()), 0 if it has none.
  * History below REP_PROTECT_MIN reads as none and is dropped: what the bitmap may skip must
  * read the same when it is probed. Takes the lock. */
@@ -627,13 +641,7 @@ static double read_history(struct rep *rep, struct rep_slot *s, uint64_t now)
     shard_lock(s->sh);
     union rep_entry *e = slot_get(rep, s, false, &fresh);
     if (e != NULL) {
-        v = decay_peek(e->c.spam, e->c.spam_ms, now, rep->inv_spam_hl);
-        if (v < REP_PROTECT_MIN) {
-            /* decayed away: dropped, so that a later look-up at an earlier time (a replay out
-             * of order), which the cleared bit may skip, reads the same 0 when it probes */
-            e->c.spam = 0;
-            v = 0;
-        }
+        v = history_at(rep, &e->c, now);
         slot_protect(rep, s, e, v != 0);
     }
     shard_unlock(s->sh);
@@ -744,8 +752,8 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
             c->rate_ms = c->spam_ms = now;
         c->rate = decay_to(c->rate, &c->rate_ms, now, rep->inv_rate_hl) + 1.0;
         out->ip_rate = c->rate;
-        out->ip_spam = decay_peek(c->spam, c->spam_ms, now, rep->inv_spam_hl);
-        slot_protect(rep, &ip, e, out->ip_spam >= REP_PROTECT_MIN);
+        out->ip_spam = history_at(rep, c, now);
+        slot_protect(rep, &ip, e, out->ip_spam != 0);
         shard_unlock(ip.sh);
     }
     if (msg->fingerprint != 0) {
@@ -865,7 +873,10 @@ void rep_quarantine(struct rep *rep, uint64_t sender, uint64_t now_ms, uint32_t 
         c->rate_ms = c->spam_ms = now_ms;
     if (until > c->quarantine_until_ms)
         c->quarantine_until_ms = until;
-    slot_protect(rep, &s, e, until > now_ms);
+    /* protected while any quarantine is running or it has spam history */
+    slot_protect(rep, &s, e,
+                 c->quarantine_until_ms > now_ms ||
+                     decay_peek(c->spam, c->spam_ms, now_ms, rep->inv_spam_hl) >= REP_PROTECT_MIN);
     shard_unlock(s.sh);
 }
 

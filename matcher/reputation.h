@@ -80,9 +80,10 @@ struct rep_signals {
 
 /* Records msg (borrowed) and fills *out with the signals as they stand with it counted. Domains
  * are only looked up here: they gain entries through rep_report_spam. The spam history of a
- * domain, or of a source address with ip_history_only, reads as 0 below 0.05 (REP_HISTORY_MIN):
- * the table keeps one bit per bucket that says whether any of its entries has more, and such
- * look-ups skip the buckets whose bit is clear. Thread-safe. */
+ * domain or a source address reads as 0 below 0.05 (REP_HISTORY_MIN), and is then dropped:
+ * the table keeps one bit per bucket that says whether any of its entries has more, and the
+ * look-ups of domains, and of source addresses with ip_history_only, skip the buckets whose bit
+ * is clear. Thread-safe. */
 void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals *out);
 
 /* A hint, no state change: starts fetching the bucket that rep_observe() will probe first for

@@ -434,14 +434,16 @@ struct out {
     bool overflow;
 };
 
-/* Copies n bytes with loads and stores that stay within src[0..n) and dst[0..n): 16-byte
- * blocks, the last one ending with the copy (overlapping bytes are written twice), else two
- * overlapping words. GCC expands memcpy() of a length it can bound (a host, a path cut at
+/* Copies n bytes with loads and stores that stay within src[0..n) and dst[0..n): from 32 bytes
+ * on (with SSE2) 16-byte blocks, else 8-byte words, the last block or word ending with the copy
+ * (overlapping bytes are written twice); below 8 bytes two overlapping 4-byte words or single
+ * bytes. The word loop also runs on SSE2 builds (8..31 bytes: hosts, short paths), so the tests
+ * cover it everywhere. GCC expands memcpy() of a length it can bound (a host, a path cut at
  * PATH_KEEP) into "rep movsq", whose start-up costs more than a whole link's copy here. */
 static inline void copy_bytes(char *dst, const char *src, size_t n)
 {
 #if defined(__SSE2__)
-    if (n >= 16) {
+    if (n >= 32) {
         for (size_t i = 0; i + 16 < n; i += 16)
             _mm_storeu_si128((__m128i *)(void *)(dst + i),
                              _mm_loadu_si128((const __m128i *)(const void *)(src + i)));
@@ -451,11 +453,13 @@ static inline void copy_bytes(char *dst, const char *src, size_t n)
     }
 #endif
     if (n >= 8) {
-        uint64_t a, b;
-        memcpy(&a, src, 8);
-        memcpy(&b, src + n - 8, 8);
-        memcpy(dst, &a, 8);
-        memcpy(dst + n - 8, &b, 8);
+        uint64_t w;
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&w, src + i, 8);
+            memcpy(dst + i, &w, 8);
+        }
+        memcpy(&w, src + n - 8, 8);
+        memcpy(dst + n - 8, &w, 8);
     } else if (n >= 4) {
         uint32_t a, b;
         memcpy(&a, src, 4);

@@ -862,6 +862,73 @@ static void test_default_rules_samples(void **state)
  * details: the layout changes what each scan pays for, never what it finds. Run over every
  * shipped sample, from senders on and off the default lists, with links to listed, shortener
  * and unlisted hosts appended, through the same reputation history. */
+/* More body hits than a verdict keeps (MATCHER_MAX_HITS): the second body database of the rules
+ * without requires=link (hsdb_body_plain()) must not change the score or the action. Compared
+ * against the one-database layout, with and without a provides=link hit, with and without a
+ * link. The reasons are the same too, except in one case: a link-free body without a
+ * provides=link hit, where the rules with requires=link (which cannot count there) no longer
+ * take up the room, so the per-target layout keeps reasons that one database drops. */
+static void test_hit_overflow_same_verdicts(void **state)
+{
+    (void)state;
+    enum { N_LINK = 70 };
+    char rules[8192], body[2048];
+    size_t rl = 0, bl = 0;
+    for (unsigned i = 0; i < N_LINK; i++) {
+        rl += (size_t)snprintf(rules + rl, sizeof(rules) - rl,
+                               "rule L%02u body 1 /lw%02u/ requires=link\n", i, i);
+        bl += (size_t)snprintf(body + bl, sizeof(body) - bl, " lw%02u", i);
+    }
+    snprintf(rules + rl, sizeof(rules) - rl,
+             "rule P body 0.5 /zzprov/ provides=link\nrule Q body 7 /zzplain/\n");
+    static const char *const tails[] = {" zzprov", " zzplain", " zzplain zzprov",
+                                        " zzplain http://pics.example/a.zip", ""};
+    struct sw_err err = {{0}};
+    struct matcher_config cfg;
+    matcher_config_defaults(&cfg);
+    cfg.reputation = false;
+    struct matcher *ms[2];
+    struct matcher_ctx *ctxs[2];
+    for (int k = 0; k < 2; k++) {
+        struct ruleset *rs = ruleset_new(NULL);
+        assert_int_equal(ruleset_parse_rules(rs, rules, strlen(rules), "o.rules", &err), SW_OK);
+        struct hsdb *db = hsdb_compile(rs, k == 0 ? HSDB_LAYOUT_PER_TARGET : HSDB_LAYOUT_ONE, &err);
+        assert_non_null(db);
+        assert_true((hsdb_body_plain(db) != NULL) == (k == 0));
+        ms[k] = matcher_new(db, &cfg, &err);
+        assert_non_null(ms[k]);
+        hsdb_unref(db);
+        ctxs[k] = matcher_ctx_new();
+        assert_non_null(ctxs[k]);
+    }
+    for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+        char text[2200];
+        snprintf(text, sizeof(text), "%s%s", body, tails[t]);
+        struct verdict v[2];
+        for (int k = 0; k < 2; k++) {
+            struct matcher_msg msg = {.body = text, .body_len = strlen(text), .now_ms = 1000};
+            assert_int_equal(matcher_classify(ctxs[k], ms[k], NULL, &msg, &v[k], &err), SW_OK);
+        }
+        if (v[0].score != v[1].score || v[0].action != v[1].action)
+            fail_msg("tail \"%s\": score %g / %g", tails[t], v[0].score, v[1].score);
+        if (strcmp(tails[t], " zzplain") == 0) {
+            /* 70 useless hits crowd Q out of one database's list, not out of the plain one */
+            assert_int_equal(v[1].n_reasons, 0);
+            assert_int_equal(v[0].n_reasons, 1);
+            assert_string_equal(v[0].reasons[0].id, "Q");
+            continue;
+        }
+        if (v[0].n_reasons != v[1].n_reasons)
+            fail_msg("tail \"%s\": reasons %u / %u", tails[t], v[0].n_reasons, v[1].n_reasons);
+        for (unsigned i = 0; i < v[0].n_reasons; i++)
+            assert_string_equal(v[0].reasons[i].id, v[1].reasons[i].id);
+    }
+    for (int k = 0; k < 2; k++) {
+        matcher_ctx_free(ctxs[k]);
+        matcher_unref(ms[k]);
+    }
+}
+
 static void test_layouts_same_verdicts(void **state)
 {
     (void)state;
@@ -972,6 +1039,7 @@ int main(void)
         cmocka_unit_test(test_config_check),
         cmocka_unit_test(test_default_rules_samples),
         cmocka_unit_test(test_layouts_same_verdicts),
+        cmocka_unit_test(test_hit_overflow_same_verdicts),
     };
     return cmocka_run_group_tests_name("matcher", tests, NULL, NULL);
 }

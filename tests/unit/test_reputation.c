@@ -275,6 +275,7 @@ static void test_eviction_protects_history(void **state)
     m.n_domains = 1;
     rep_report_spam(rep, &m, 5.0);
     m.n_domains = 0;
+    rep_quarantine(rep, bad, T0, 0); /* a zero-length quarantine takes no protection away */
     for (unsigned i = 0; i < 10 * st.capacity; i++) {
         m = msg_of(key("churn", i), key("r", i), key("fp", i), T0 + 1);
         observe(rep, &m);
@@ -628,6 +629,26 @@ static void test_ip_counted(void **state)
     m.ip_history_only = false;
     sig = observe(rep, &m);
     assert_true(fabs(sig.ip_rate - 2.0) < 1e-9);
+
+    /* Both ways of looking an address up read its history alike, below REP_HISTORY_MIN too:
+     * once a counting look-up has seen it decayed away, a replay back in time finds nothing
+     * either way (the history is dropped, not only unprotected). */
+    const uint64_t hl = 6ull * 3600 * 1000;
+    m.ip = key("ip", 78);
+    m.now_ms = T0;
+    rep_report_spam(rep, &m, 1.0);
+    m.now_ms = T0 + hl;
+    sig = observe(rep, &m);
+    assert_true(fabs(sig.ip_spam - 0.5) < 1e-6);
+    m.now_ms = T0 + 5 * hl; /* 1/32 < 0.05 */
+    sig = observe(rep, &m);
+    assert_true(sig.ip_spam == 0);
+    m.now_ms = T0 + hl;
+    for (int k = 0; k < 2; k++) {
+        m.ip_history_only = k == 0;
+        sig = observe(rep, &m);
+        assert_true(sig.ip_spam == 0);
+    }
     rep_free(rep);
 }
 

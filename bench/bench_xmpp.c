@@ -1579,7 +1579,7 @@ static int run_main(int argc, char **argv)
             agg.ok = true;
             double rates[BX_MAX_ROUNDS], cpus[BX_MAX_ROUNDS], scpus[BX_MAX_ROUNDS];
             double util[3][BX_MAX_ROUNDS]; /* CPU s per wall s: spimwall, server, generator */
-            char why[256] = "";
+            char why[320] = ""; /* "round N: " and the 256 bytes of w */
             for (unsigned round = 0; round < o.rounds; round++) {
                 const struct phase_result *r = &res[round][pi][k];
                 rates[round] = cpus[round] = scpus[round] = NAN;

@@ -20,12 +20,12 @@ struct hsdb {
     enum hsdb_layout layout;
     unsigned n_dbs;
     hs_database_t *dbs[HSDB_MAX_DBS];
-    unsigned db_targets[HSDB_MAX_DBS];                 /* groups each database holds */
+    unsigned db_groups[HSDB_MAX_DBS];                  /* groups each database holds */
     const hs_database_t *of_target[RULE_TARGET_COUNT]; /* NULL: nothing targets it */
     const hs_database_t *body_plain;                   /* HSDB_GROUP_BODY_PLAIN; may be NULL */
     struct ruleset *rs;
-    unsigned groups;  /* groups of the patterns, as groups_of() */
-    unsigned targets; /* targets with a database */
+    unsigned groups; /* groups of the patterns, as groups_of(); their targets' bits are the
+                      * targets that have a database */
     size_t size;
     double compile_seconds;
 };
@@ -155,13 +155,11 @@ static void hsdb_add(struct hsdb *h, hs_database_t *db, unsigned mask)
 {
     size_t size = 0;
     h->dbs[h->n_dbs] = db;
-    h->db_targets[h->n_dbs] = mask;
+    h->db_groups[h->n_dbs] = mask;
     h->n_dbs++;
     for (unsigned t = 0; t < RULE_TARGET_COUNT; t++) {
-        if (mask & (1u << t)) {
+        if (mask & (1u << t))
             h->of_target[t] = db;
-            h->targets |= 1u << t;
-        }
     }
     if (mask & HSDB_GROUP_BODY_PLAIN)
         h->body_plain = db;
@@ -360,7 +358,7 @@ int hsdb_serialize(const struct hsdb *db, char **out, size_t *out_len, struct sw
     size_t at = HSDB_PAYLOAD_HEAD + (size_t)db->n_dbs * HSDB_PAYLOAD_ENTRY;
     for (unsigned g = 0; g < db->n_dbs; g++) {
         char *e = payload + HSDB_PAYLOAD_HEAD + (size_t)g * HSDB_PAYLOAD_ENTRY;
-        put_u32(e, db->db_targets[g]);
+        put_u32(e, db->db_groups[g]);
         put_u32(e + 4, 0);
         put_u64(e + 8, (uint64_t)lens[g]);
         memcpy(payload + at, parts[g], lens[g]);
@@ -550,7 +548,7 @@ const struct ruleset *hsdb_ruleset(const struct hsdb *db)
 
 unsigned hsdb_targets(const struct hsdb *db)
 {
-    return db->targets;
+    return db->groups & ((1u << RULE_TARGET_COUNT) - 1);
 }
 
 const hs_database_t *hsdb_body_plain(const struct hsdb *db)

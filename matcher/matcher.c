@@ -450,6 +450,23 @@ static void fcache_store(struct matcher_ctx *ctx, uint64_t key, const uint32_t *
     memcpy(set[0].ids, ids, n * sizeof(ids[0]));
 }
 
+/* Makes s[0..len) the field being scanned for target: on_match() and record_hit() read it. */
+static void set_field(struct matcher_ctx *ctx, enum rule_target target, const char *s, size_t len)
+{
+    ctx->target = target;
+    ctx->field = s;
+    ctx->field_len = (uint32_t)len;
+}
+
+/* Scans the current field (set_field()) with db, its hits into ctx (on_match()). */
+static int scan_with(struct matcher_ctx *ctx, const hs_database_t *db, struct sw_err *err)
+{
+    hs_error_t rc = hs_scan(db, ctx->field, ctx->field_len, 0, ctx->scratch, on_match, ctx);
+    if (rc != HS_SUCCESS)
+        return sw_err_set(err, "matcher: hs_scan failed (%d)", (int)rc);
+    return SW_OK;
+}
+
 /* Scans one field of the message for target. key is fcache_key() of the field for the short
  * targets (0: not cached), 0 for the body. Either way the field's hits are left in ctx->fids
  * (ctx->n_fids of them, only the first FCACHE_IDS kept) for scan_sender(). */
@@ -459,9 +476,7 @@ static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rul
     ctx->n_fids = 0;
     if (!(m->targets & (1u << target)) || len == 0)
         return SW_OK;
-    ctx->target = target;
-    ctx->field = s;
-    ctx->field_len = (uint32_t)len;
+    set_field(ctx, target, s, len);
 
     if (key != 0) {
         const struct fcache_entry *e = fcache_find(ctx, key);
@@ -474,10 +489,8 @@ static int scan_field(struct matcher_ctx *ctx, const struct matcher *m, enum rul
             return SW_OK;
         }
     }
-    hs_error_t rc =
-        hs_scan(hsdb_handle(m->db, target), s, (unsigned int)len, 0, ctx->scratch, on_match, ctx);
-    if (rc != HS_SUCCESS)
-        return sw_err_set(err, "matcher: hs_scan failed (%d)", (int)rc);
+    if (scan_with(ctx, hsdb_handle(m->db, target), err) != SW_OK)
+        return SW_ERROR;
     if (key != 0)
         fcache_store(ctx, key, ctx->fids, ctx->n_fids);
     return SW_OK;
@@ -517,13 +530,9 @@ static int scan_sender(struct matcher_ctx *ctx, const struct matcher *m, size_t 
                 if (ctx->rs->rules[id].target == RULE_DOMAIN) {
                     if (dom == NULL)
                         dom = sender_domain(ctx->addr, len, &dom_len);
-                    ctx->target = RULE_DOMAIN;
-                    ctx->field = dom;
-                    ctx->field_len = (uint32_t)dom_len;
+                    set_field(ctx, RULE_DOMAIN, dom, dom_len);
                 } else {
-                    ctx->target = RULE_SENDER;
-                    ctx->field = ctx->addr;
-                    ctx->field_len = (uint32_t)len;
+                    set_field(ctx, RULE_SENDER, ctx->addr, len);
                 }
                 record_hit(ctx, id);
             }
@@ -562,12 +571,9 @@ static int scan_body_text(struct matcher_ctx *ctx, const struct matcher *m, cons
     if (plain == NULL || ctx->urls->n > 0 || len == 0)
         return scan_field(ctx, m, RULE_BODY, s, len, 0, err);
     ctx->n_fids = 0;
-    ctx->target = RULE_BODY;
-    ctx->field = s;
-    ctx->field_len = (uint32_t)len;
-    hs_error_t rc = hs_scan(plain, s, (unsigned int)len, 0, ctx->scratch, on_match, ctx);
-    if (rc != HS_SUCCESS)
-        return sw_err_set(err, "matcher: hs_scan failed (%d)", (int)rc);
+    set_field(ctx, RULE_BODY, s, len);
+    if (scan_with(ctx, plain, err) != SW_OK)
+        return SW_ERROR;
     bool again = ctx->hits_dropped > 0;
     for (unsigned i = 0; i < ctx->n_hits && !again; i++)
         again = (m->rs->rules[ctx->hits[i].id].provides & RULE_REQ_LINK) != 0;
@@ -902,7 +908,7 @@ int matcher_classify(struct matcher_ctx *ctx, const struct matcher *m, struct re
      * reads after its scans: two wasted prefetches for the others */
     if (msg->recipient != NULL && msg->recipient_len > 0)
         __builtin_prefetch(msg->recipient, 0, 3);
-    if (msg->ip != NULL && msg->ip_len > 0)
+    if (has_ip(msg))
         __builtin_prefetch(msg->ip, 0, 3);
     if (scan_body) {
         size_t ahead =

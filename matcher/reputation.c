@@ -40,7 +40,6 @@
 #define REP_WAYS 7
 #define REP_LRU_INIT 0x6543210ull /* nibble k holds way k: all empty, any order will do */
 #define REP_PROTECT_SHIFT 32      /* lru bits 0-27: recency order; bits 32-38: protected ways */
-#define REP_PROTECT_MIN REP_HISTORY_MIN /* spam history below this no longer protects an entry */
 #define REP_MIN_SHARD_BUCKETS 16
 #define REP_LINE 64
 #define REP_HUGE_PAGE ((size_t)2 << 20)
@@ -310,8 +309,8 @@ rep_locate(const struct rep *rep, enum rep_kind kind, uint64_t raw, struct rep_s
 /* --- the history bitmap ------------------------------------------------------------------- */
 
 /* Bit i of rep->history is set while some way of bucket i is protected (lru bits
- * REP_PROTECT_SHIFT..+6): it holds spam history of at least REP_PROTECT_MIN or an active
- * quarantine. A domain or source-address entry whose spam history is at least REP_PROTECT_MIN
+ * REP_PROTECT_SHIFT..+6): it holds spam history of at least REP_HISTORY_MIN or an active
+ * quarantine. A domain or source-address entry whose spam history is at least REP_HISTORY_MIN
  * is always protected (add_spam sets the flag; only a probe that finds less, and then drops it
  * (history_at()), or an eviction clears it), so a clear bit proves that no domain or source
  * address of the bucket has history worth reading (senders are never read this way), and the
@@ -616,20 +615,20 @@ locate_history(const struct rep *rep, enum rep_kind kind, uint64_t raw, struct r
 }
 
 /* The spam history of a domain or source-address entry at now, decayed; history below
- * REP_PROTECT_MIN reads as none and is dropped, so that a later look-up at an earlier time (a
+ * REP_HISTORY_MIN reads as none and is dropped, so that a later look-up at an earlier time (a
  * replay out of order), which the bucket's cleared bit may skip, reads the same 0 when it
  * probes. Under the lock. */
 static double history_at(const struct rep *rep, struct rep_counters *c, uint64_t now)
 {
     double v = decay_peek(c->spam, c->spam_ms, now, rep->inv_spam_hl);
-    if (v >= REP_PROTECT_MIN)
+    if (v >= REP_HISTORY_MIN)
         return v;
     c->spam = 0;
     return 0;
 }
 
 /* The decayed spam history of the entry in s (located by locate_history()), 0 if it has none.
- * History below REP_PROTECT_MIN reads as none and is dropped: what the bitmap may skip must
+ * History below REP_HISTORY_MIN reads as none and is dropped: what the bitmap may skip must
  * read the same when it is probed. Takes the lock. */
 static double read_history(struct rep *rep, struct rep_slot *s, uint64_t now)
 {
@@ -739,7 +738,7 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
         out->sender_spam = decay_peek(c->spam, c->spam_ms, now, rep->inv_spam_hl);
         out->quarantine_until_ms = c->quarantine_until_ms;
         out->quarantined = now < c->quarantine_until_ms;
-        slot_protect(rep, &sender, e, out->quarantined || out->sender_spam >= REP_PROTECT_MIN);
+        slot_protect(rep, &sender, e, out->quarantined || out->sender_spam >= REP_HISTORY_MIN);
         shard_unlock(sender.sh);
     }
     if (msg->ip != 0 && msg->ip_history_only) {
@@ -782,16 +781,22 @@ void rep_observe(struct rep *rep, const struct rep_msg *msg, struct rep_signals 
     }
 }
 
-/* The whole bucket (tag line and the seven entry lines): which way holds the key is not known
- * until the tag line arrives, and the body scan that follows is long enough to cover all
- * eight fetches. */
+/* The seven entry lines of a bucket whose tag line is on its way (rep_locate()): which way
+ * holds the key is not known until the tag line arrives, and the body scan that follows is
+ * long enough to cover all eight fetches. */
+__attribute__((always_inline)) static inline void prefetch_entry_lines(const struct rep_bucket *b)
+{
+    for (unsigned w = 0; w < REP_WAYS; w++)
+        __builtin_prefetch(&b->e[w], 1, 3);
+}
+
+/* The whole bucket of (kind, raw): tag line and entry lines. */
 __attribute__((always_inline)) static inline void
 rep_prefetch_bucket(const struct rep *rep, enum rep_kind kind, uint64_t raw)
 {
     struct rep_slot s;
     rep_locate(rep, kind, raw, &s);
-    for (unsigned w = 0; w < REP_WAYS; w++)
-        __builtin_prefetch(&s.b->e[w], 1, 3);
+    prefetch_entry_lines(s.b);
 }
 
 void rep_prefetch(const struct rep *rep, uint64_t sender)
@@ -808,8 +813,8 @@ void rep_prefetch_spread(const struct rep *rep, const struct rep_msg *msg)
         return;
     if (msg->ip_history_only) {
         locate_history(rep, REP_KIND_IP, msg->ip, &ip);
-        for (unsigned w = 0; ip.b != NULL && w < REP_WAYS; w++)
-            __builtin_prefetch(&ip.b->e[w], 1, 3);
+        if (ip.b != NULL)
+            prefetch_entry_lines(ip.b);
     } else {
         rep_prefetch_bucket(rep, REP_KIND_IP, msg->ip);
     }
@@ -835,7 +840,7 @@ static void add_spam(struct rep *rep, enum rep_kind kind, uint64_t raw, uint64_t
     if (fresh)
         c->rate_ms = c->spam_ms = now;
     c->spam = decay_to(c->spam, &c->spam_ms, now, rep->inv_spam_hl) + weight;
-    slot_protect(rep, &s, e, c->spam >= REP_PROTECT_MIN);
+    slot_protect(rep, &s, e, c->spam >= REP_HISTORY_MIN);
     shard_unlock(s.sh);
 }
 
@@ -876,7 +881,7 @@ void rep_quarantine(struct rep *rep, uint64_t sender, uint64_t now_ms, uint32_t 
     /* protected while any quarantine is running or it has spam history */
     slot_protect(rep, &s, e,
                  c->quarantine_until_ms > now_ms ||
-                     decay_peek(c->spam, c->spam_ms, now_ms, rep->inv_spam_hl) >= REP_PROTECT_MIN);
+                     decay_peek(c->spam, c->spam_ms, now_ms, rep->inv_spam_hl) >= REP_HISTORY_MIN);
     shard_unlock(s.sh);
 }
 

@@ -43,7 +43,8 @@ struct rep *rep_new(const struct rep_config *cfg, struct sw_err *err);
 void rep_free(struct rep *rep);
 
 #define REP_MAX_DOMAINS 16
-/* Spam history below this no longer counts as history (see rep_observe). */
+/* Spam history below this no longer counts as history (see rep_observe) and no longer keeps
+ * its entry from eviction. */
 #define REP_HISTORY_MIN 0.05
 
 /* One message as the cache sees it. Zero keys mean "unknown" and are skipped. */

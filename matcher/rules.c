@@ -258,8 +258,8 @@ uint64_t ruleset_digest(const struct ruleset *rs)
     h = sw_hash_combine(h, (uint64_t)rs->n);
     for (size_t i = 0; i < rs->n; i++) {
         const struct rule *r = &rs->rules[i];
-        /* requires=link puts a body rule in a database of its own (hsdb.h); provides= and
-         * the score change nothing compiled */
+        /* requires=link keeps a body rule out of the second body database (hsdb.h,
+         * HSDB_GROUP_BODY_PLAIN); provides= and the score change nothing compiled */
         uint64_t meta = (uint64_t)r->flags | (uint64_t)r->target << 16 | (uint64_t)r->kind << 24 |
                         (uint64_t)r->requires << 32;
         h = sw_hash_combine(h, sw_hash64(r->expr, strlen(r->expr), meta));
